@@ -1,0 +1,5 @@
+"""One LightningModule per method."""
+
+from ssl_lightning.methods.classifier import Classifier
+
+__all__ = ["Classifier"]

@@ -1,0 +1,142 @@
+"""Supervised classification of any backbone: the baseline every other method is measured against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from ssl_lightning.methods.hparams import save_plain_hyperparameters
+
+STAGES = ("train", "val", "test")
+
+
+class Classifier(pl.LightningModule):
+    """Cross-entropy training of a backbone that follows the timm contract.
+
+    Batches are ``(x: float[B, ...], y)`` where ``y`` is ``long[B]`` class indices or
+    ``float[B, num_classes]`` soft targets (mixup/cutmix); accuracy is always measured against
+    the hard labels (the argmax of soft targets). Logs ``{stage}/loss`` and ``{stage}/acc``,
+    and a confusion-matrix figure to TensorBoard at the end of testing.
+
+    Example config::
+
+        model:
+          class_path: ssl_lightning.methods.Classifier
+          init_args:
+            backbone: {class_path: ssl_lightning.nets.LeNet, init_args: {num_classes: 10}}
+            optimizer: {class_path: torch.optim.Adam, init_args: {lr: 0.001}}
+
+    Args:
+        backbone: the network; its ``num_classes`` must match the data's.
+        optimizer: builds the optimizer from the parameters (LightningCLI fills it from YAML).
+        lr_scheduler: optional; builds a scheduler from the optimizer, stepped every epoch.
+        label_smoothing: cross-entropy label smoothing (Szegedy et al. 2016).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"])
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.backbone = backbone
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.label_smoothing = label_smoothing
+        num_classes = self.num_classes
+        # ModuleDict keys cannot be "train" (nn.Module.train), hence the suffix.
+        self.metrics = nn.ModuleDict(
+            {f"{stage}_": MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro")}) for stage in STAGES}
+        )
+        self.mean_loss = nn.ModuleDict({f"{stage}_": MeanMetric() for stage in STAGES})
+        self.confusion = MulticlassConfusionMatrix(num_classes)
+
+    @property
+    def num_classes(self) -> int:
+        num_classes = getattr(self.backbone, "num_classes", None)
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(
+                f"{type(self.backbone).__name__} has num_classes={num_classes!r}; Classifier needs a backbone "
+                f"with a classification head. Set the backbone's num_classes to the number of classes."
+            )
+        return num_classes
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        data_classes = getattr(datamodule, "num_classes", None)
+        if isinstance(data_classes, int) and data_classes != self.num_classes:
+            raise ValueError(
+                f"The data has {data_classes} classes but the backbone's head has {self.num_classes}. "
+                f"Set --model.backbone.init_args.num_classes {data_classes}."
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """float[B, ...] -> logits float[B, num_classes]."""
+        return self.backbone(x)
+
+    def loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """Cross-entropy against class indices ``long[B]`` or soft targets ``float[B, K]``."""
+        return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, targets = batch
+        logits = self(x)
+        loss = self.loss(logits, targets)
+        hard = targets.argmax(dim=1) if targets.is_floating_point() else targets
+        self.metrics[f"{stage}_"].update(logits, hard)
+        self.mean_loss[f"{stage}_"].update(loss.detach(), weight=len(hard))
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", self.mean_loss[f"{stage}_"], on_step=False, on_epoch=True, batch_size=len(hard))
+        if on_step:
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        self.log_dict(
+            {f"{stage}/{k}": v for k, v in self.metrics[f"{stage}_"].items()},
+            on_step=False,
+            on_epoch=True,
+            prog_bar=stage == "val",
+            batch_size=len(hard),
+        )
+        if stage == "test":
+            self.confusion.update(logits, hard)
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """Returns predicted class indices long[B]."""
+        x = batch[0] if isinstance(batch, list | tuple) else batch
+        return self(x).argmax(dim=1)
+
+    def on_test_epoch_end(self) -> None:
+        matrix = self.confusion.compute()
+        self.confusion.reset()
+        from ssl_lightning.callbacks.figures import confusion_figure, log_figure
+
+        names = getattr(getattr(self.trainer, "datamodule", None), "class_names", None)
+        if self.trainer.is_global_zero:
+            log_figure(self.logger, "test/confusion_matrix", confusion_figure(matrix, names), self.global_step)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
