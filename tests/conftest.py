@@ -15,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def write_cifar10(root: Path, per_class_train: int = 12, per_class_test: int = 4, seed: int = 0) -> Path:
+def write_cifar10(root: Path, per_class_train: int = 10, per_class_test: int = 4, seed: int = 0) -> Path:
     """Write a tiny CIFAR-10 in the official python-pickle layout under ``root/cifar-10-batches-py``."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-py"
@@ -26,16 +26,17 @@ def write_cifar10(root: Path, per_class_train: int = 12, per_class_test: int = 4
         rng.shuffle(labels)
         # Class-dependent mean colour so a model can learn something.
         data = np.stack([np.clip(rng.normal(20 * c + 30, 30, 3072), 0, 255) for c in labels]).astype(np.uint8)
-        return {b"batch_label": name.encode(), b"labels": labels, b"data": data, b"filenames": [b"x"] * len(labels)}
+        # The official files are Python 2 pickles of str-keyed dicts; protocol 2 with str keys reads back the same.
+        return {"batch_label": name, "labels": labels, "data": data, "filenames": ["x.png"] * len(labels)}
 
     per_batch = max(1, per_class_train // 5)
     for i in range(1, 6):
         with open(folder / f"data_batch_{i}", "wb") as f:
-            pickle.dump(batch(per_batch, f"training batch {i}"), f)
+            pickle.dump(batch(per_batch, f"training batch {i}"), f, protocol=2)
     with open(folder / "test_batch", "wb") as f:
-        pickle.dump(batch(per_class_test, "testing batch"), f)
+        pickle.dump(batch(per_class_test, "testing batch"), f, protocol=2)
     with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in CIFAR_CLASSES], b"num_cases_per_batch": 10}, f)
+        pickle.dump({"label_names": CIFAR_CLASSES, "num_cases_per_batch": 10, "num_vis": 3072}, f, protocol=2)
     return root
 
 
