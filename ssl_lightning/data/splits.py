@@ -42,7 +42,7 @@ def stratified_split(labels: Tensor, holdout: int, seed: int) -> tuple[Tensor, T
         order = torch.argsort(exact - quota, descending=True, stable=True)
         quota[order[:remainder]] += 1
     held = []
-    for cls, take in zip(classes.tolist(), quota.tolist()):
+    for cls, take in zip(classes.tolist(), quota.tolist(), strict=True):
         members = torch.nonzero(labels == cls).flatten()
         held.append(members[torch.randperm(len(members), generator=generator)[:take]])
     holdout_idx = torch.cat(held).sort().values
