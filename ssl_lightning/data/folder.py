@@ -1,0 +1,249 @@
+"""Images in a folder per class (PNG/JPG), read once with PIL into uint8 tensors.
+
+:func:`read_image_tree` is the reader (also used by the few-shot Omniglot loader);
+:class:`ImageFolderDataModule` is the DataModule over it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ssl_lightning.data.base import ImageDataModule
+from ssl_lightning.data.splits import stratified_split
+
+if TYPE_CHECKING:
+    from ssl_lightning.data.augment import BatchAugmentation
+    from ssl_lightning.data.mixing import BatchMix
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+def _class_dirs(root: Path, class_depth: int) -> list[Path]:
+    """Directories exactly ``class_depth`` levels below ``root``, sorted by relative path."""
+    level = [root]
+    for _ in range(class_depth):
+        level = sorted(child for parent in level for child in parent.iterdir() if child.is_dir())
+    return level
+
+
+def _read_one(path: Path, image_size: int | None) -> np.ndarray:
+    """One image as uint8[H, W] (grey) or uint8[H, W, 3] (colour); names the file on any failure."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now: a truncated file fails here, not later
+            mode = "L" if image.mode in GREY_MODES else "RGB"
+            image = image.convert(mode)
+            if image_size is not None and image.size != (image_size, image_size):
+                image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise ValueError(
+            f"Cannot read image {path}: {type(err).__name__}: {err}. The file is corrupt, truncated or not an "
+            f"image; delete or replace it."
+        ) from err
+
+
+def read_image_tree(
+    root: Path, class_depth: int = 1, image_size: int | None = None, channels: int | None = None
+) -> tuple[Tensor, Tensor, list[str]]:
+    """Read ``root/<class>/**/*.{png,jpg,...}`` into memory.
+
+    Args:
+        root: the folder whose sub-folders are the classes.
+        class_depth: how many folder levels name a class. ``1``: ``root/<class>/*.png``;
+            ``2``: ``root/<alphabet>/<character>/*.png`` (Omniglot), classes named
+            ``"alphabet/character"``. Images are collected recursively below a class folder.
+        image_size: resize every image to ``image_size x image_size`` (bilinear). ``None``
+            keeps the files' size, which must then be the same for all images.
+        channels: ``1`` (grey) or ``3`` (RGB). ``None``: 1 if every image is grey, else 3.
+
+    Returns:
+        ``(images: uint8[N, C, H, W], labels: long[N], class_names)``; classes are sorted by
+        name and labelled ``0..K-1``, images sorted by path within a class.
+
+    Raises:
+        FileNotFoundError: ``root`` is missing or has no class folders.
+        ValueError: a class folder without images, a corrupt/truncated file (named), images of
+            different sizes without ``image_size``, or a bad argument.
+    """
+    root = Path(root).expanduser()
+    if class_depth < 1:
+        raise ValueError(f"class_depth must be >= 1, got {class_depth}")
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1, 3 or null, got {channels}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"Image folder {root} does not exist. Point root at a folder of class folders.")
+    class_dirs = _class_dirs(root, class_depth)
+    if not class_dirs:
+        raise FileNotFoundError(
+            f"No class folders {class_depth} level(s) below {root}. Expected {root}/"
+            + "/".join(["<class>"] * class_depth)
+            + "/<image>.png."
+        )
+    arrays: list[np.ndarray] = []
+    labels: list[int] = []
+    names: list[str] = []
+    for label, folder in enumerate(class_dirs):
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise ValueError(
+                f"Class folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)}). "
+                f"Remove the folder or add images to it."
+            )
+        names.append(folder.relative_to(root).as_posix())
+        for path in files:
+            array = _read_one(path, image_size)
+            if arrays and array.shape[:2] != arrays[0].shape[:2]:
+                raise ValueError(
+                    f"{path} is {array.shape[1]}x{array.shape[0]} but earlier images are "
+                    f"{arrays[0].shape[1]}x{arrays[0].shape[0]}. Set image_size to resize all images to one size."
+                )
+            arrays.append(array)
+            labels.append(label)
+    out_channels = channels if channels is not None else (1 if all(a.ndim == 2 for a in arrays) else 3)
+    converted = []
+    for array in arrays:
+        if array.ndim == 2:
+            array = array[None] if out_channels == 1 else np.repeat(array[None], 3, axis=0)
+        else:
+            array = array.transpose(2, 0, 1)
+            if out_channels == 1:  # ITU-R 601-2 luma, as PIL's convert("L")
+                array = (array.astype(np.float32) * np.array([0.299, 0.587, 0.114], np.float32)[:, None, None])
+                array = array.sum(axis=0, keepdims=True).round().clip(0, 255).astype(np.uint8)
+        converted.append(array)
+    images = torch.from_numpy(np.stack(converted)).contiguous()
+    return images, torch.tensor(labels, dtype=torch.long), names
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """Any folder of class folders, like ``torchvision.datasets.ImageFolder``, held in memory.
+
+    Layout: ``<root>/<train_dir>/<class>/*.png`` and optionally ``<root>/<test_dir>/<class>/*.png``.
+    Without a test folder, ``test_size`` images are held out of the training folder by a seeded
+    stratified split (``split_seed``). Batches are ``(x: float[B, C, H, W], y: long[B])``.
+
+    Example config::
+
+        data:
+          class_path: ssl_lightning.data.folder.ImageFolderDataModule
+          init_args: {root: data/flowers, image_size: 64, channels: 3, val_size: 100, labels_per_class: 20}
+
+    Args:
+        root: the dataset folder.
+        train_dir: sub-folder of ``root`` with the training classes (``"."``: ``root`` itself).
+        test_dir: sub-folder with the test classes; ``None`` or a missing folder: split off ``test_size``.
+        test_size: test images held out of the training folder when there is no test folder.
+        class_depth: folder levels that name a class (see :func:`read_image_tree`).
+        image_size: resize to ``image_size x image_size``; ``None`` keeps the files' (common) size.
+        channels: 1 (grey), 3 (RGB) or ``None`` (grey only if every image is grey).
+        batch_size: see :class:`ImageDataModule`.
+        num_workers: see :class:`ImageDataModule`.
+        val_size: validation images held out of the training images, stratified.
+        labels_per_class: see :class:`ImageDataModule`.
+        train_pool: see :class:`ImageDataModule`.
+        normalize: see :class:`ImageDataModule`.
+        seed: see :class:`ImageDataModule`.
+        split_seed: seed of the train/test split when there is no test folder.
+        augment: see :class:`ImageDataModule`.
+        mix: see :class:`ImageDataModule`.
+        imbalance_ratio: see :class:`ImageDataModule`.
+        resample: see :class:`ImageDataModule`.
+        sampler: see :class:`ImageDataModule`.
+        subset_file: see :class:`ImageDataModule`.
+        save_subset: see :class:`ImageDataModule`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path = "data",
+        train_dir: str = "train",
+        test_dir: str | None = "test",
+        test_size: int = 0,
+        class_depth: int = 1,
+        image_size: int | None = None,
+        channels: int | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        val_size: int = 0,
+        labels_per_class: int | None = None,
+        train_pool: Literal["labelled", "all"] = "labelled",
+        normalize: bool = True,
+        seed: int = 0,
+        split_seed: int = 0,
+        augment: list[BatchAugmentation] | None = None,
+        mix: BatchMix | None = None,
+        imbalance_ratio: float | None = None,
+        resample: Literal["none", "oversample", "undersample"] = "none",
+        sampler: Literal["random", "weighted", "class_balanced"] = "random",
+        subset_file: str | None = None,
+        save_subset: str | None = None,
+    ) -> None:
+        super().__init__(
+            batch_size,
+            num_workers,
+            val_size,
+            labels_per_class,
+            train_pool,
+            normalize,
+            seed,
+            augment=augment,
+            mix=mix,
+            imbalance_ratio=imbalance_ratio,
+            resample=resample,
+            sampler=sampler,
+            subset_file=subset_file,
+            save_subset=save_subset,
+        )
+        self.root = Path(root).expanduser()
+        self.train_dir = train_dir
+        self.test_dir = test_dir
+        self.test_size = test_size
+        self.class_depth = class_depth
+        self.image_size = image_size
+        self.channels = channels
+        self.split_seed = split_seed
+        self._cache: tuple[Tensor, Tensor, list[str]] | None = None
+
+    def _has_test_folder(self) -> bool:
+        return self.test_dir is not None and (self.root / self.test_dir).is_dir()
+
+    def _read(self, folder: str) -> tuple[Tensor, Tensor, list[str]]:
+        return read_image_tree(self.root / folder, self.class_depth, self.image_size, self.channels)
+
+    def load_split(self, split: Literal["train", "test"]) -> tuple[Tensor, Tensor, list[str]]:
+        if self._cache is None:
+            self._cache = self._read(self.train_dir)
+        images, labels, names = self._cache
+        if self._has_test_folder():
+            if split == "train":
+                return images, labels, names
+            assert self.test_dir is not None
+            test_images, test_labels, test_names = self._read(self.test_dir)
+            unknown = sorted(set(test_names) - set(names))
+            if unknown:
+                raise ValueError(
+                    f"Test classes {unknown} under {self.root / self.test_dir} have no training folder under "
+                    f"{self.root / self.train_dir}. Use the same class folders in both."
+                )
+            if test_images.shape[1:] != images.shape[1:]:
+                raise ValueError(
+                    f"Test images are {list(test_images.shape[1:])} but training images {list(images.shape[1:])}. "
+                    f"Set image_size and channels."
+                )
+            remap = torch.tensor([names.index(n) for n in test_names])
+            return test_images, remap[test_labels], names
+        if self.test_size == 0:
+            if split == "test":
+                return images[:0], labels[:0], names
+            return images, labels, names
+        train_idx, test_idx = stratified_split(labels, self.test_size, self.split_seed)
+        idx = train_idx if split == "train" else test_idx
+        return images[idx].contiguous(), labels[idx], names
