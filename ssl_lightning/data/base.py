@@ -19,7 +19,17 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ssl_lightning.data.augment import Augmentations, BatchAugmentation, augmentation_generator
+from ssl_lightning.data.mixing import BatchMix
+from ssl_lightning.data.resampling import (
+    ClassBalancedBatchSampler,
+    inverse_frequency_sampler,
+    long_tail_subset,
+    oversample,
+    undersample,
+)
 from ssl_lightning.data.splits import class_counts, per_class_subset, stratified_split
+from ssl_lightning.data.subset_file import load_subset, save_subset
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +91,22 @@ class ImageDataModule(pl.LightningDataModule):
 
     Subclasses implement :meth:`load_split` and may override :meth:`prepare_data`.
 
+    The labelled training set is chosen in this order: ``subset_file`` (exact indices) or
+    ``labels_per_class`` then ``imbalance_ratio``; it may be saved (``save_subset``); then
+    ``resample`` balances it by repeating or dropping examples, and ``sampler`` decides how
+    training batches are drawn from it. The per-class counts actually used are logged.
+
+    Example config (100 labels per class, augmentation and mixup)::
+
+        data:
+          class_path: ssl_lightning.data.CIFAR10DataModule
+          init_args:
+            labels_per_class: 100
+            augment:
+              - {class_path: ssl_lightning.data.augment.HorizontalFlip, init_args: {p: 0.5}}
+              - {class_path: ssl_lightning.data.augment.PadCrop, init_args: {padding: 4}}
+            mix: {class_path: ssl_lightning.data.mixing.MixUp, init_args: {alpha: 0.2}}
+
     Args:
         batch_size: examples per training batch (evaluation uses the same size).
         num_workers: DataLoader worker processes. 0 is usually fastest for in-memory data.
@@ -92,7 +118,23 @@ class ImageDataModule(pl.LightningDataModule):
             training image (labels still attached but meant to be ignored, e.g. autoencoders).
         normalize: standardize with the training set's mean/std. Turn off for backbones that
             normalize inputs themselves (pretrained ImageNet models expect ``[0, 1]``).
-        seed: seed of the validation split, the label subset and the shuffling.
+        seed: seed of the validation split, the label subset, the shuffling and the augmentation.
+        augment: batched augmentation ops (:mod:`ssl_lightning.data.augment`) applied in order to
+            training batches on the device, each image with its own random parameters. Off by default.
+        mix: mixup/CutMix (:mod:`ssl_lightning.data.mixing`) applied after ``augment``; training
+            targets become float[B, num_classes] soft targets.
+        imbalance_ratio: simulate a long tail on the labelled set: class ``c`` keeps
+            ``n * ratio^(-c / (K - 1))`` examples, ``n`` = ``labels_per_class`` or the smallest class.
+        resample: ``"oversample"`` repeats examples of smaller classes (with replacement) up to the
+            largest class; ``"undersample"`` drops examples of larger classes down to the smallest.
+        sampler: how training batches are drawn: ``"random"`` (a seeded permutation per epoch),
+            ``"weighted"`` (an inverse-class-frequency ``WeightedRandomSampler``) or
+            ``"class_balanced"`` (every batch holds each class equally often).
+        subset_file: JSON subset file (:mod:`ssl_lightning.data.subset_file`) whose indices into the
+            training pool (the non-validation training images) are the labelled set; the rest stay in
+            the unlabelled pool. Excludes ``labels_per_class`` and ``imbalance_ratio``.
+        save_subset: write the chosen labelled indices to this subset file (an existing file must hold
+            the same indices) so the subset can be reproduced on another machine.
     """
 
     #: Human-readable class names; subclasses fill it in ``setup``.
@@ -107,6 +149,13 @@ class ImageDataModule(pl.LightningDataModule):
         train_pool: Literal["labelled", "all"] = "labelled",
         normalize: bool = True,
         seed: int = 0,
+        augment: list[BatchAugmentation] | None = None,
+        mix: BatchMix | None = None,
+        imbalance_ratio: float | None = None,
+        resample: Literal["none", "oversample", "undersample"] = "none",
+        sampler: Literal["random", "weighted", "class_balanced"] = "random",
+        subset_file: str | None = None,
+        save_subset: str | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -120,6 +169,22 @@ class ImageDataModule(pl.LightningDataModule):
         self.train_pool = train_pool
         self.normalize = normalize
         self.seed = seed
+        if subset_file is not None and (labels_per_class is not None or imbalance_ratio is not None):
+            raise ValueError(
+                f"subset_file={subset_file!r} fixes the labelled set; it cannot be combined with "
+                f"labels_per_class={labels_per_class} or imbalance_ratio={imbalance_ratio}. Set those to null."
+            )
+        self.augment = list(augment) if augment else []
+        self.augmentations = Augmentations(self.augment)
+        self.mix = mix
+        self.imbalance_ratio = imbalance_ratio
+        self.resample = resample
+        self.sampler = sampler
+        self.subset_file = subset_file
+        self.save_subset = save_subset
+        #: examples per class in the labelled training set actually used (after resampling)
+        self.labelled_class_counts: list[int] = []
+        self._transform_calls = 0
         self.datasets: dict[str, InMemoryImageDataset] = {}
         self.mean = torch.zeros(1)
         self.std = torch.ones(1)
@@ -145,9 +210,11 @@ class ImageDataModule(pl.LightningDataModule):
             return
         images, labels, self.class_names = self.load_split("train")
         train_idx, val_idx = stratified_split(labels, self.val_size, self.seed)
-        labelled_idx = train_idx
-        if self.labels_per_class is not None:
-            labelled_idx = train_idx[per_class_subset(labels[train_idx], self.labels_per_class, self.seed)]
+        pool_labels = labels[train_idx]
+        chosen = self.select_labelled(pool_labels)
+        if self.save_subset is not None:
+            self._save_subset(chosen, pool_labels)
+        labelled_idx = train_idx[self._resampled(chosen, pool_labels)]
         self.datasets["labelled"] = InMemoryImageDataset(images[labelled_idx], labels[labelled_idx])
         self.datasets["all"] = InMemoryImageDataset(images[train_idx], labels[train_idx])
         self.datasets["val"] = InMemoryImageDataset(images[val_idx], labels[val_idx])
@@ -156,6 +223,7 @@ class ImageDataModule(pl.LightningDataModule):
         pool = images[train_idx].float() / 255
         self.mean = pool.mean(dim=(0, 2, 3))
         self.std = pool.std(dim=(0, 2, 3)).clamp_min(1e-6)
+        self.labelled_class_counts = class_counts(labels[labelled_idx], len(self.class_names))
         log.info(
             "%s: %d labelled / %d training images, %d val, %d test; labelled per class: %s",
             type(self).__name__,
@@ -163,8 +231,73 @@ class ImageDataModule(pl.LightningDataModule):
             len(train_idx),
             len(val_idx),
             len(test_labels),
-            class_counts(labels[labelled_idx], len(self.class_names)),
+            self.labelled_class_counts,
         )
+        self._log_class_counts()
+
+    # ---- data selection ----------------------------------------------------------------
+    def select_labelled(self, pool_labels: Tensor) -> Tensor:
+        """Positions (sorted, distinct) in the training pool of the labelled examples.
+
+        Args:
+            pool_labels: long[P] labels of the training pool (non-validation training images).
+        """
+        num_classes = len(self.class_names)
+        if self.subset_file is not None:
+            return torch.tensor(load_subset(self.subset_file, type(self).__name__, len(pool_labels)), dtype=torch.long)
+        chosen = torch.arange(len(pool_labels))
+        if self.labels_per_class is not None:
+            chosen = chosen[per_class_subset(pool_labels, self.labels_per_class, self.seed)]
+        if self.imbalance_ratio is not None:
+            kept = long_tail_subset(
+                pool_labels[chosen], self.imbalance_ratio, self.seed, self.labels_per_class, num_classes
+            )
+            chosen = chosen[kept]
+        return chosen
+
+    def _resampled(self, chosen: Tensor, pool_labels: Tensor) -> Tensor:
+        if self.resample == "none":
+            return chosen
+        resample = oversample if self.resample == "oversample" else undersample
+        return chosen[resample(pool_labels[chosen], self.seed, num_classes=len(self.class_names))]
+
+    def _save_subset(self, chosen: Tensor, pool_labels: Tensor) -> None:
+        assert self.save_subset is not None
+        if self.trainer is not None and not self.trainer.is_global_zero:
+            return
+        counts = class_counts(pool_labels[chosen], len(self.class_names))
+        indices = chosen.tolist()
+        try:
+            if load_subset(self.save_subset, type(self).__name__, len(pool_labels)) == sorted(indices):
+                return  # the same subset is already there (e.g. a re-run)
+        except FileNotFoundError:
+            pass
+        save_subset(
+            self.save_subset,
+            indices,
+            type(self).__name__,
+            len(pool_labels),
+            per_class_counts={str(c): n for c, n in enumerate(counts)},
+            meta={
+                "seed": self.seed,
+                "val_size": self.val_size,
+                "labels_per_class": self.labels_per_class,
+                "imbalance_ratio": self.imbalance_ratio,
+            },
+        )
+        log.info("saved the labelled subset (%d indices) to %s", len(indices), self.save_subset)
+
+    def _log_class_counts(self) -> None:
+        """Write the per-class counts used to TensorBoard's text tab (if a TensorBoard logger is attached)."""
+        trainer = self.trainer
+        if trainer is None or not trainer.is_global_zero:
+            return
+        experiment = getattr(trainer.logger, "experiment", None)
+        if hasattr(experiment, "add_text"):
+            rows = "\n".join(
+                f"| {name} | {n} |" for name, n in zip(self.class_names, self.labelled_class_counts, strict=True)
+            )
+            experiment.add_text("data/labelled_class_counts", f"| class | labelled |\n|---|---|\n{rows}", 0)
 
     # ---- loaders -----------------------------------------------------------------------
     def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
@@ -178,6 +311,14 @@ class ImageDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.datasets[self.train_pool]
+        if self.sampler == "class_balanced":
+            batches = ClassBalancedBatchSampler(dataset.labels, self.batch_size, self.seed, None, len(self.class_names))
+            return DataLoader(
+                dataset, batch_sampler=batches, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
+            )
+        if self.sampler == "weighted":
+            weighted = inverse_frequency_sampler(dataset.labels, self.seed, None, len(self.class_names))
+            return self._loader(dataset, weighted)
         return self._loader(dataset, EpochSeededSampler(len(dataset), self.seed))
 
     def val_dataloader(self) -> DataLoader:
@@ -202,16 +343,40 @@ class ImageDataModule(pl.LightningDataModule):
         std = self.std.to(x.device).view(1, -1, 1, 1)
         return (x - mean) / std
 
-    def train_batch_transform(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Hook for training-only batch transforms on ``[0, 1]`` images (augmentation, mixing).
+    def batch_generator(self, device: torch.device | str) -> torch.Generator:
+        """Generator for the current training batch, seeded from ``(seed, epoch, batch index in the epoch)``.
+
+        Lightning restores the epoch and batch counters on resume, so augmentation after a resume
+        repeats what an uninterrupted run would draw. Without a trainer a call counter stands in.
+        """
+        trainer = self.trainer
+        if trainer is None:
+            self._transform_calls += 1
+            return augmentation_generator(self.seed, -1, self._transform_calls, device)
+        step = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        return augmentation_generator(self.seed, trainer.current_epoch, step, device)
+
+    def train_batch_transform(
+        self, x: Tensor, y: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Training-only batch transforms on ``[0, 1]`` images: ``augment`` then ``mix``.
 
         Args:
             x: float[B, C, H, W] in ``[0, 1]`` on the training device.
             y: long[B] labels.
+            generator: randomness on ``x``'s device; default :meth:`batch_generator`.
 
         Returns:
-            ``(x, y)``; ``y`` may become float[B, num_classes] soft targets (mixup).
+            ``(x, y)``; ``y`` becomes float[B, num_classes] soft targets when ``mix`` is set.
         """
+        if not self.augment and self.mix is None:
+            return x, y
+        if generator is None:
+            generator = self.batch_generator(x.device)
+        if self.augment:
+            x = self.augmentations(x, generator)
+        if self.mix is not None:
+            x, y = self.mix(x, y, len(self.class_names), generator)
         return x, y
 
     def on_after_batch_transfer(self, batch: ImageBatch, dataloader_idx: int) -> ImageBatch:

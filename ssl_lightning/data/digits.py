@@ -7,7 +7,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ssl_lightning.data.augment import BatchAugmentation
 from ssl_lightning.data.base import ImageDataModule
+from ssl_lightning.data.mixing import BatchMix
 from ssl_lightning.data.splits import stratified_split
 
 
@@ -34,6 +36,13 @@ class DigitsDataModule(ImageDataModule):
         normalize: see :class:`ImageDataModule`.
         seed: see :class:`ImageDataModule`.
         split_seed: seed of the train/test split.
+        augment: see :class:`ImageDataModule`.
+        mix: see :class:`ImageDataModule`.
+        imbalance_ratio: see :class:`ImageDataModule`.
+        resample: see :class:`ImageDataModule`.
+        sampler: see :class:`ImageDataModule`.
+        subset_file: see :class:`ImageDataModule`.
+        save_subset: see :class:`ImageDataModule`.
     """
 
     def __init__(
@@ -47,8 +56,30 @@ class DigitsDataModule(ImageDataModule):
         normalize: bool = True,
         seed: int = 0,
         split_seed: int = 0,
+        augment: list[BatchAugmentation] | None = None,
+        mix: BatchMix | None = None,
+        imbalance_ratio: float | None = None,
+        resample: Literal["none", "oversample", "undersample"] = "none",
+        sampler: Literal["random", "weighted", "class_balanced"] = "random",
+        subset_file: str | None = None,
+        save_subset: str | None = None,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_size, labels_per_class, train_pool, normalize, seed)
+        super().__init__(
+            batch_size,
+            num_workers,
+            val_size,
+            labels_per_class,
+            train_pool,
+            normalize,
+            seed,
+            augment=augment,
+            mix=mix,
+            imbalance_ratio=imbalance_ratio,
+            resample=resample,
+            sampler=sampler,
+            subset_file=subset_file,
+            save_subset=save_subset,
+        )
         self.test_size = test_size
         self.split_seed = split_seed
 

@@ -7,18 +7,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ssl_lightning.data.augment import BatchAugmentation
 from ssl_lightning.data.base import ImageDataModule
+from ssl_lightning.data.mixing import BatchMix
 from ssl_lightning.data.splits import stratified_split
-
-if TYPE_CHECKING:
-    from ssl_lightning.data.augment import BatchAugmentation
-    from ssl_lightning.data.mixing import BatchMix
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
@@ -116,7 +114,7 @@ def read_image_tree(
         else:
             array = array.transpose(2, 0, 1)
             if out_channels == 1:  # ITU-R 601-2 luma, as PIL's convert("L")
-                array = (array.astype(np.float32) * np.array([0.299, 0.587, 0.114], np.float32)[:, None, None])
+                array = array.astype(np.float32) * np.array([0.299, 0.587, 0.114], np.float32)[:, None, None]
                 array = array.sum(axis=0, keepdims=True).round().clip(0, 255).astype(np.uint8)
         converted.append(array)
     images = torch.from_numpy(np.stack(converted)).contiguous()
