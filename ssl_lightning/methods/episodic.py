@@ -1,0 +1,145 @@
+"""The small base class of the few-shot methods: one step over a meta-batch of episodes."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics import CatMetric, MeanMetric
+
+from ssl_lightning.methods.functional import accuracy, confidence_interval
+
+STAGES = ("train", "val", "test")
+EVAL_STAGES = ("val", "test")
+
+#: ``(support_x: float[T, N*K, C, H, W], support_y: long[T, N*K],``
+#: ``query_x: float[T, N*Q, C, H, W], query_y: long[T, N*Q])``
+Episodes = tuple[Tensor, Tensor, Tensor, Tensor]
+
+
+class EpisodicModule(pl.LightningModule):
+    """Base of the episodic (meta-learning) methods; a subclass implements :meth:`task_logits`.
+
+    A batch is a meta-batch of ``T`` episodes (tasks)::
+
+        support_x: float[T, N*K, C, H, W]   support_y: long[T, N*K]   labels 0..N-1
+        query_x:   float[T, N*Q, C, H, W]   query_y:   long[T, N*Q]
+
+    The loss of a batch is the mean over its tasks of the query cross-entropy (Finn et al.
+    2017, Alg. 2, line 10; Snell et al. 2017, Alg. 1). Logged per stage: ``{stage}/loss`` and
+    ``{stage}/acc`` (mean query accuracy over episodes); for evaluation also
+    ``{stage}/acc_ci95``, the half-width of the 95% confidence interval of the mean accuracy
+    over all evaluation episodes (gathered from every DDP rank by torchmetrics).
+
+    Args:
+        backbone: a network following the timm contract (e.g. ``Conv4``).
+        optimizer: builds the (meta-)optimizer from the parameters.
+        lr_scheduler: optional; builds a scheduler from the optimizer, stepped every epoch.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        # ModuleDict keys cannot be "train" (nn.Module.train), hence the suffix.
+        self.mean_loss = nn.ModuleDict({f"{stage}_": MeanMetric() for stage in STAGES})
+        self.mean_acc = nn.ModuleDict({f"{stage}_": MeanMetric() for stage in STAGES})
+        self.episode_accs = nn.ModuleDict({f"{stage}_": CatMetric() for stage in EVAL_STAGES})
+
+    @abstractmethod
+    def task_logits(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, n_way: int) -> Tensor:
+        """Classify the queries of one episode given its support set.
+
+        Args:
+            support_x: float[N*K, C, H, W].
+            support_y: long[N*K] in ``0..n_way-1``.
+            query_x: float[N*Q, C, H, W].
+            n_way: number of classes N.
+
+        Returns:
+            query logits float[N*Q, N], differentiable with respect to the meta-parameters.
+        """
+
+    def adapts_at_evaluation(self) -> bool:
+        """Whether :meth:`task_logits` needs gradients during validation/test (MAML-style adaptation)."""
+        return False
+
+    def _shared_step(self, batch: Episodes, stage: str) -> Tensor:
+        support_x, support_y, query_x, query_y = batch
+        if support_x.ndim != 5 or support_y.ndim != 2 or query_x.ndim != 5 or query_y.ndim != 2:
+            raise ValueError(
+                f"episodic batches are (support_x[T, N*K, C, H, W], support_y[T, N*K], query_x[T, N*Q, C, H, W], "
+                f"query_y[T, N*Q]); got shapes {[list(t.shape) for t in batch]}. Use an episodic DataModule "
+                f"(ssl_lightning.data.episodic.EpisodicDataModule)."
+            )
+        if self.adapts_at_evaluation() and stage != "train":
+            # Lightning evaluates under inference_mode (or no_grad); adaptation needs autograd, and
+            # tensors made in inference mode cannot be saved for backward, hence the clones.
+            with torch.inference_mode(False), torch.enable_grad():
+                batch = tuple(t.clone() for t in batch)
+                return self._episodes_step(batch, stage)
+        return self._episodes_step(batch, stage)
+
+    def _episodes_step(self, batch: Episodes, stage: str) -> Tensor:
+        support_x, support_y, query_x, query_y = batch
+        n_tasks = len(support_x)
+        n_way = int(support_y.max()) + 1
+        losses, accs = [], []
+        for t in range(n_tasks):
+            logits = self.task_logits(support_x[t], support_y[t], query_x[t], n_way)
+            losses.append(F.cross_entropy(logits, query_y[t]))
+            accs.append(accuracy(logits.detach(), query_y[t]))
+        loss = torch.stack(losses).mean()
+        task_accs = torch.stack(accs)
+        self.mean_loss[f"{stage}_"].update(loss.detach(), weight=n_tasks)
+        self.mean_acc[f"{stage}_"].update(task_accs)
+        if stage in EVAL_STAGES:
+            self.episode_accs[f"{stage}_"].update(task_accs)
+        self.log(f"{stage}/loss", self.mean_loss[f"{stage}_"], on_step=False, on_epoch=True, batch_size=n_tasks)
+        self.log(
+            f"{stage}/acc", self.mean_acc[f"{stage}_"], on_step=False, on_epoch=True, prog_bar=True, batch_size=n_tasks
+        )
+        if stage == "train":
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        return loss if stage == "train" else loss.detach()
+
+    def _log_confidence_interval(self, stage: str) -> None:
+        metric = self.episode_accs[f"{stage}_"]
+        if metric.update_count == 0:
+            return
+        # compute() all-gathers the per-episode accuracies of every rank, so all ranks agree.
+        _, half_width = confidence_interval(metric.compute())
+        metric.reset()
+        self.log(f"{stage}/acc_ci95", half_width.float(), sync_dist=False, rank_zero_only=False)
+
+    def training_step(self, batch: Episodes, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Episodes, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: Episodes, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_confidence_interval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_confidence_interval("test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
