@@ -1,0 +1,114 @@
+"""Cost of the Lightning path: the same LeNet on the same in-memory data, plain loop vs Trainer.
+
+Both sides train LeNet on CIFAR-10-sized uint8 images held in memory, read through the same
+``ImageDataModule`` loaders and converted to floats the same way; one side is a hand-written
+PyTorch loop, the other ``pl.Trainer.fit`` with ``Classifier`` (metrics and logging on, no
+progress bar, no checkpoint writes). Runs alternate A B A B ... in one process and the
+median of the per-pair ratios is printed. Goal: <= 1.05.
+
+    python benchmarks/lightning_overhead.py --images 10000 --epochs 2 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Literal
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
+from torch import Tensor
+
+from ssl_lightning.data.base import ImageDataModule
+from ssl_lightning.methods import Classifier
+from ssl_lightning.nets import lenet
+
+
+class SyntheticCIFAR(ImageDataModule):
+    """Random uint8[N, 3, 32, 32] images with 10 labels (speed only; content is irrelevant)."""
+
+    def __init__(self, num_images: int, batch_size: int) -> None:
+        super().__init__(batch_size=batch_size, val_size=0)
+        self.num_images = num_images
+
+    def load_split(self, split: Literal["train", "test"]) -> tuple[Tensor, Tensor, list[str]]:
+        generator = torch.Generator().manual_seed(0 if split == "train" else 1)
+        n = self.num_images if split == "train" else 100
+        images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=generator)
+        labels = torch.randint(0, 10, (n,), generator=generator)
+        return images, labels, [str(i) for i in range(10)]
+
+
+def plain_loop(dm: SyntheticCIFAR, epochs: int) -> float:
+    torch.manual_seed(0)
+    model = lenet(num_classes=10, in_chans=3, input_size=32)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        for images, labels in loader:
+            x = dm.standardize(dm.to_float(images))
+            loss = F.cross_entropy(model(x), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return time.perf_counter() - start
+
+
+def trainer_path(dm: SyntheticCIFAR, epochs: int, log_dir: str) -> float:
+    torch.manual_seed(0)
+    model = Classifier(lenet(num_classes=10, in_chans=3, input_size=32))
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=CSVLogger(log_dir),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=dm)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=10000)
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--log_dir", default="/tmp/ssl_lightning_bench")
+    args = parser.parse_args()
+    import logging
+    import warnings
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    dm = SyntheticCIFAR(args.images, args.batch_size)
+    dm.setup("fit")
+    plain_loop(dm, 1)  # warm-up: allocator, thread pools
+    ratios, plain_times, trainer_times = [], [], []
+    for _ in range(args.repeats):
+        plain = plain_loop(dm, args.epochs)
+        ours = trainer_path(dm, args.epochs, args.log_dir)
+        plain_times.append(plain)
+        trainer_times.append(ours)
+        ratios.append(ours / plain)
+    steps = args.epochs * -(-args.images // args.batch_size)
+    print(f"LeNet, {args.images} images 3x32x32, batch {args.batch_size}, {args.epochs} epochs ({steps} steps), "
+          f"{torch.get_num_threads()} threads, {args.repeats} pairs")
+    print(f"plain PyTorch loop : median {statistics.median(plain_times):.2f} s")
+    print(f"Lightning Trainer  : median {statistics.median(trainer_times):.2f} s")
+    print(f"ratio Trainer/plain: median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})"
+          f"  goal <= 1.05")
+
+
+if __name__ == "__main__":
+    main()
