@@ -177,7 +177,11 @@ class EpochWeightedRandomSampler(WeightedRandomSampler):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        self.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        # a fresh generator per pass: iterating twice in one epoch gives the same draws
+        self.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return super().__iter__()
 
 
 def inverse_frequency_sampler(
