@@ -9,9 +9,12 @@ training device instead of per sample in worker processes.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from abc import abstractmethod
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 import lightning.pytorch as pl
@@ -34,6 +37,15 @@ from ssl_lightning.data.subset_file import load_subset, save_subset
 log = logging.getLogger(__name__)
 
 ImageBatch = tuple[Tensor, Tensor]
+
+
+def pool_fingerprint(train_idx: Tensor) -> str:
+    """Short hash of the training pool's indices into the official training split.
+
+    Subset files record it so that indices are never applied to a pool built with another
+    ``seed``/``val_size`` (which would silently select other images).
+    """
+    return hashlib.sha1(train_idx.to(torch.int64).numpy().tobytes()).hexdigest()[:16]
 
 
 class InMemoryImageDataset(Dataset[ImageBatch]):
@@ -184,6 +196,8 @@ class ImageDataModule(pl.LightningDataModule):
         self.save_subset = save_subset
         #: examples per class in the labelled training set actually used (after resampling)
         self.labelled_class_counts: list[int] = []
+        #: hash of the training pool (see :func:`pool_fingerprint`), set in ``setup``
+        self.pool_fingerprint = ""
         self._transform_calls = 0
         self.datasets: dict[str, InMemoryImageDataset] = {}
         self.mean = torch.zeros(1)
@@ -211,6 +225,7 @@ class ImageDataModule(pl.LightningDataModule):
         images, labels, self.class_names = self.load_split("train")
         train_idx, val_idx = stratified_split(labels, self.val_size, self.seed)
         pool_labels = labels[train_idx]
+        self.pool_fingerprint = pool_fingerprint(train_idx)
         chosen = self.select_labelled(pool_labels)
         if self.save_subset is not None:
             self._save_subset(chosen, pool_labels)
@@ -244,7 +259,9 @@ class ImageDataModule(pl.LightningDataModule):
         """
         num_classes = len(self.class_names)
         if self.subset_file is not None:
-            return torch.tensor(load_subset(self.subset_file, type(self).__name__, len(pool_labels)), dtype=torch.long)
+            indices = load_subset(self.subset_file, type(self).__name__, len(pool_labels))
+            self._check_pool(self.subset_file)
+            return torch.tensor(indices, dtype=torch.long)
         chosen = torch.arange(len(pool_labels))
         if self.labels_per_class is not None:
             chosen = chosen[per_class_subset(pool_labels, self.labels_per_class, self.seed)]
@@ -254,6 +271,21 @@ class ImageDataModule(pl.LightningDataModule):
             )
             chosen = chosen[kept]
         return chosen
+
+    def _check_pool(self, path: str) -> None:
+        """Subset indices point into the training pool, which depends on ``seed`` and ``val_size``:
+        refuse a file made from another pool (when it records the pool's fingerprint)."""
+        try:
+            meta = json.loads(Path(path).read_text()).get("meta", {})
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return  # load_subset reports a missing or malformed file precisely
+        recorded = meta.get("pool_fingerprint") if isinstance(meta, dict) else None
+        if recorded is not None and recorded != self.pool_fingerprint:
+            raise ValueError(
+                f"subset file {path} was made from another training pool (fingerprint {recorded}, this DataModule's "
+                f"is {self.pool_fingerprint}): its indices would select other images. Use the seed and val_size it "
+                f"was made with (its meta: seed={meta.get('seed')}, val_size={meta.get('val_size')})."
+            )
 
     def _resampled(self, chosen: Tensor, pool_labels: Tensor) -> Tensor:
         if self.resample == "none":
@@ -279,6 +311,7 @@ class ImageDataModule(pl.LightningDataModule):
             len(pool_labels),
             per_class_counts={str(c): n for c, n in enumerate(counts)},
             meta={
+                "pool_fingerprint": self.pool_fingerprint,
                 "seed": self.seed,
                 "val_size": self.val_size,
                 "labels_per_class": self.labels_per_class,
