@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from ssl_lightning.data import CIFAR10DataModule, DigitsDataModule
+from ssl_lightning.data import DigitsDataModule
 from ssl_lightning.data.subset_file import save_subset
 
 
@@ -75,8 +75,9 @@ def test_subset_errors(tmp_path):
     DigitsDataModule(labels_per_class=2, save_subset=str(path)).setup()
     with pytest.raises(ValueError, match="indexes a training pool of 1137 examples but this DataModule has 1037"):
         DigitsDataModule(val_size=400, subset_file=str(path)).setup()
-    with pytest.raises(ValueError, match="was made for DigitsDataModule"):
-        CIFAR10DataModule(subset_file=str(path)).select_labelled(torch.zeros(1137, dtype=torch.long))
+    cifar = save_subset(tmp_path / "cifar.json", [1, 2], "CIFAR10DataModule", 1137)
+    with pytest.raises(ValueError, match="was made for CIFAR10DataModule, not DigitsDataModule"):
+        DigitsDataModule(subset_file=str(cifar)).setup()
     DigitsDataModule(labels_per_class=2, save_subset=str(path)).setup()  # same subset again: fine
     with pytest.raises(FileExistsError, match="refusing to overwrite"):
         DigitsDataModule(labels_per_class=3, save_subset=str(path)).setup()
