@@ -52,6 +52,10 @@ class LabelledPool(ABC):
     def load_pool(self) -> Pool:
         """Every labelled image: ``(images: uint8[N, C, H, W], labels: long[N] in 0..K-1, class_names[K])``."""
 
+    def class_split(self) -> dict[str, list[int]] | None:
+        """The source's own class split (after :meth:`load_pool`), or ``None`` to use ``class_split``/``split_file``."""
+        return None
+
 
 # ---- pure helpers ----------------------------------------------------------------------------
 def pool_from_datamodule(source: ImageDataModule) -> Pool:
@@ -298,7 +302,8 @@ class EpisodicDataModule(pl.LightningDataModule):
         channels: 1 (grey) or 3 (RGB); ``None`` keeps the source's channels.
         class_split: fractions of the classes for train, val and test (seeded by ``seed``).
         split_file: JSON ``{"train": [...], "val": [...], "test": [...]}`` of class names or
-            name prefixes (e.g. alphabets); overrides ``class_split``.
+            name prefixes (e.g. alphabets); overrides ``class_split`` and a pool's own split
+            (:meth:`LabelledPool.class_split`, e.g. a learn2learn benchmark's).
         rotations: each rotation by 0/90/180/270 degrees of a class is a class of its own,
             in every split (Santoro et al. 2016; Vinyals et al. 2016; Snell et al. 2017).
         n_way: classes per episode.
@@ -394,9 +399,13 @@ class EpisodicDataModule(pl.LightningDataModule):
         return images, labels, names
 
     def split_ids(self, class_names: list[str]) -> dict[str, list[int]]:
-        """Class ids of each split (from ``split_file`` if given, else seeded ``class_split``)."""
+        """Class ids of each split: from ``split_file`` if given, else the pool's own split, else ``class_split``."""
         if self.split_file is not None:
             return split_classes_from_file(class_names, self.split_file)
+        if isinstance(self.source, LabelledPool):
+            own = self.source.class_split()
+            if own is not None:
+                return {split: sorted(own.get(split, [])) for split in SPLITS}
         return split_classes(len(class_names), self.class_split, self.seed)  # type: ignore[arg-type]
 
     def setup(self, stage: str | None = None) -> None:
