@@ -14,6 +14,15 @@ TEXTS = ["a wonderful, moving film", "dull and far too long", "great acting", "a
 LABELS = torch.tensor([1, 0, 1, 0])
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """LSTM and transformer kernels slow down badly when two threads share two busy cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def inputs() -> dict[str, torch.Tensor]:
     tokenizer = HFTokenizer(PACKAGED, max_length=16)
