@@ -388,6 +388,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.datasets: dict[str, TextDataset] = {}
         self.skipped_rows: dict[str, list[int]] = {}
         self.tokenizer: WordTokenizer | HFTokenizer | None = None
+        self._restored_vocabulary: list[str] | None = None
 
     # ---- reading ----------------------------------------------------------------------------
     def _read(self, path: str, split: str, require_labels: bool = True) -> TextTable:
@@ -415,7 +416,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
             feature = part.features[self.label_column]
             names = getattr(feature, "names", None)  # ClassLabel columns store indices
             raw = part[self.label_column]
-            labels = [names[v] if names is not None and v >= 0 else _label_value(v) for v in raw]
+            # ClassLabel index -1 marks an unlabelled example (e.g. GLUE test sets): treated like a missing label.
+            labels = [_label_value(v) if names is None else (names[v] if v >= 0 else None) for v in raw]
             keep = [i for i, (t, lab) in enumerate(zip(part[self.text_column], labels, strict=True)) if t and lab]
             texts = part[self.text_column]
             tables[split] = TextTable([texts[i] for i in keep], [labels[i] for i in keep], keep, [])
@@ -500,7 +502,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
                 f"into the training file, or remove them from the {split} data."
             )
 
-    def _build_tokenizer(self, vocabulary: list[str] | None = None) -> None:
+    def _build_tokenizer(self) -> None:
+        vocabulary = self._restored_vocabulary  # a checkpoint's vocabulary wins over building one
         if vocabulary is None and self.vocabulary_file is not None and self.tokenizer_name == "word":
             vocabulary = Vocabulary.load(self.vocabulary_file).itos
         source = self.datasets["labelled" if self.vocab_source == "labelled" else "all"]
@@ -542,8 +545,9 @@ class TextClassificationDataModule(pl.LightningDataModule):
                     f"{split} labels {unseen} are not among the checkpoint's classes {self.class_names}. "
                     f"Use data with the labels the model was trained on."
                 )
-        if self.datasets and state_dict.get("vocabulary") is not None:
-            self._build_tokenizer(state_dict["vocabulary"])
+        self._restored_vocabulary = state_dict.get("vocabulary")
+        if self.datasets and self._restored_vocabulary is not None:
+            self._build_tokenizer()
 
     # ---- loaders --------------------------------------------------------------------------------
     def _loader(self, dataset: TextDataset, sampler: Sampler | None = None) -> DataLoader:

@@ -159,6 +159,10 @@ def test_state_dict_restores_label_map_and_vocabulary(tmp_path):
     assert fresh.vocabulary != trained.vocabulary
     fresh.load_state_dict(trained.state_dict())
     assert fresh.vocabulary == trained.vocabulary and fresh.class_names == trained.class_names
+    early = TextClassificationDataModule(train_file=str(other_train), val_size=0, test_file=str(path))
+    early.load_state_dict(trained.state_dict())  # before setup: setup must not rebuild them
+    early.setup()
+    assert early.vocabulary == trained.vocabulary and early.class_names == trained.class_names
 
 
 # ---- bad input ------------------------------------------------------------------------------------
