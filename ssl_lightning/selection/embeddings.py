@@ -138,7 +138,7 @@ def _update(digest: Any, value: Any) -> None:
     if isinstance(value, Tensor):
         value = value.detach().cpu().contiguous()
         digest.update(f"{value.dtype}{list(value.shape)}".encode())
-        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
     elif isinstance(value, np.ndarray):
         digest.update(f"{value.dtype}{list(value.shape)}".encode())
         digest.update(np.ascontiguousarray(value).tobytes())

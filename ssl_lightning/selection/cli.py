@@ -1,0 +1,186 @@
+"""The ``ssl-lightning-select`` command: choose what to label, once or in active-learning rounds.
+
+One selection (writes a subset file for ``--data.subset_file``)::
+
+    ssl-lightning-select --config experiments/selection/cifar10_effnet.yaml --data.init_args.root ~/data \\
+        --strategy typiclust --budget 40 --seed 0 --output subset.json
+
+Active learning (a representative seed set of ``--budget`` labels, then ``--rounds`` rounds
+of training with the current subset, scoring the pool and adding ``--per_round`` labels)::
+
+    ssl-lightning-select --config experiments/selection/active_digits.yaml --workdir runs/active_digits
+
+CONFIG is a YAML with ``data`` and ``backbone`` (class_path / init_args, as in the main CLI)
+and any of the flags below; flags given after ``--config`` override it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from jsonargparse.typing import Path_fr
+from torch import nn
+
+from ssl_lightning.data.subset_file import load_subset, save_subset
+from ssl_lightning.selection.embeddings import DEFAULT_CACHE_DIR, compute_embeddings, pool_dataset, pool_labels
+from ssl_lightning.selection.oracle import SimulatedOracle
+from ssl_lightning.selection.strategies import EMBEDDING_STRATEGIES, STRATEGIES, UNCERTAINTY_STRATEGIES, select
+
+log = logging.getLogger(__name__)
+
+DEBUG_ENV = "SSL_LIGHTNING_DEBUG"
+Strategy = Literal["random", "balanced_random", "kmeans", "typiclust", "kcenter", "entropy", "margin"]
+assert set(Strategy.__args__) == set(STRATEGIES)  # type: ignore[attr-defined]
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="ssl-lightning-select", description=__doc__.split("\n")[0], default_env=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML naming data, backbone and any flag below.")
+    parser.add_subclass_arguments(
+        pl.LightningDataModule, "data", required=True, help="The DataModule whose pool to label."
+    )
+    parser.add_subclass_arguments(nn.Module, "backbone", required=True, help="Embedding backbone (forward_features).")
+    parser.add_argument(
+        "--strategy", type=Strategy, default="typiclust", help="How to pick; entropy/margin need rounds."
+    )
+    parser.add_argument("--budget", type=int, default=40, help="Labels to pick (in total, not per class).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the strategy.")
+    parser.add_argument("--output", type=Path | None, default=None, help="Subset file to write (never overwritten).")
+    parser.add_argument(
+        "--init_seed", type=int, default=0, help="Seeds the backbone's random init (weights not from a file)."
+    )
+    parser.add_argument("--labelled", type=Path | None, default=None, help="Subset file of items labelled already.")
+    parser.add_argument("--l2_normalize", type=bool, default=True, help="L2-normalize embeddings (as TypiClust).")
+    group = parser.add_argument_group("embeddings")
+    group.add_argument("--resolution", type=int | None, default=None, help="Resize images to this side first.")
+    group.add_argument("--in_chans", type=int | None, default=None, help="Repeat grey images to this many channels.")
+    group.add_argument("--embed_batch_size", type=int, default=256, help="Pool items per forward pass.")
+    group.add_argument("--device", type=str | None, default=None, help="cuda / cpu; default: cuda if available.")
+    group.add_argument("--cache_dir", type=Path | None, default=DEFAULT_CACHE_DIR, help="Embedding cache; null: off.")
+    group = parser.add_argument_group("active learning")
+    group.add_argument("--rounds", type=int, default=0, help="Rounds after the seed set; 0: one selection.")
+    group.add_argument("--per_round", type=int, default=10, help="Labels added per round.")
+    group.add_argument("--initial_strategy", type=Strategy, default="typiclust", help="Strategy of the seed set.")
+    group.add_argument(
+        "--train_config", type=Path_fr | None, default=None, help="ssl-lightning fit config (relative to CONFIG)."
+    )
+    group.add_argument("--train_args", type=list[str], default=[], help="Extra ssl-lightning flags per round.")
+    group.add_argument("--workdir", type=Path | None, default=None, help="Rounds, curve CSV/PNG; resumes if present.")
+    return parser
+
+
+def embeddings_for(cfg: Namespace, backbone: nn.Module, datamodule: pl.LightningDataModule) -> Any:
+    """The pool embeddings that ``cfg`` asks for (cached)."""
+    return compute_embeddings(
+        backbone,
+        datamodule,
+        batch_size=cfg.embed_batch_size,
+        resolution=cfg.resolution,
+        in_chans=cfg.in_chans,
+        device=cfg.device,
+        cache_dir=cfg.cache_dir,
+        backbone_config=cfg.backbone.as_dict(),
+    )
+
+
+def num_classes_of(datamodule: pl.LightningDataModule) -> int | None:
+    """Number of classes when the DataModule names them (so per-class counts list empty classes too)."""
+    names = getattr(datamodule, "class_names", None)
+    return len(names) if names else None
+
+
+def select_once(cfg: Namespace, datamodule: pl.LightningDataModule, backbone: nn.Module) -> Path:
+    """One selection: ``budget`` new labels (added to ``--labelled`` if given) -> ``--output``."""
+    if cfg.output is None:
+        raise ValueError("--output is required for a single selection (or give --rounds and --workdir).")
+    if cfg.output.exists():
+        raise FileExistsError(f"{cfg.output} exists; refusing to overwrite a subset file. Choose another --output.")
+    if cfg.strategy in UNCERTAINTY_STRATEGIES:
+        raise ValueError(
+            f"--strategy {cfg.strategy} scores a trained model's predictions; use it in active-learning rounds "
+            f"(--rounds R --train_config TRAIN.yaml --workdir DIR), or pick a seed set with typiclust/kmeans/kcenter."
+        )
+    dataset_name, num_train = type(datamodule).__name__, len(pool_dataset(datamodule))
+    labelled = load_subset(cfg.labelled, dataset_name, num_train) if cfg.labelled is not None else []
+    oracle = SimulatedOracle(pool_labels(datamodule))
+    oracle.annotate(labelled)
+    embedding_key, kwargs = None, {}
+    if cfg.strategy in EMBEDDING_STRATEGIES:
+        result = embeddings_for(cfg, backbone, datamodule)
+        embedding_key, kwargs = result.key, {"embeddings": result.embeddings.numpy()}
+    if cfg.strategy == "balanced_random":
+        # The oracle baseline reads every label: that is exactly what makes it unattainable in practice.
+        kwargs = {"labels": pool_labels(datamodule)}
+    start = time.perf_counter()
+    picked = select(
+        cfg.strategy,
+        cfg.budget,
+        num_items=num_train,
+        labelled=labelled,
+        seed=cfg.seed,
+        normalize=cfg.l2_normalize,
+        **kwargs,
+    )
+    seconds = time.perf_counter() - start
+    oracle.annotate(picked)
+    counts = oracle.per_class_counts(num_classes_of(datamodule))
+    meta = {
+        "strategy": cfg.strategy,
+        "seed": cfg.seed,
+        "budget": cfg.budget,
+        "labelled_before": len(labelled),
+        "embedding_key": embedding_key,
+        "backbone": cfg.backbone.class_path,
+        "selection_seconds": round(seconds, 3),
+    }
+    path = save_subset(cfg.output, oracle.labelled.tolist(), dataset_name, num_train, counts, meta)
+    log.info("wrote %s: %d labels by %s, per class %s", path, len(oracle.labelled), cfg.strategy, counts)
+    return path
+
+
+def run(args: list[str] | None = None) -> Path:
+    """Parse ``args`` (default ``sys.argv[1:]``), then select once or run the active-learning loop."""
+    parser = build_parser()
+    cfg = parser.parse_args(args)
+    if cfg.budget < 1:
+        raise ValueError(f"--budget must be >= 1, got {cfg.budget}")
+    if cfg.rounds == 0 and cfg.output is not None and cfg.output.exists():
+        raise FileExistsError(f"{cfg.output} exists; refusing to overwrite a subset file. Choose another --output.")
+    if cfg.train_config is not None:
+        cfg.train_config = Path(cfg.train_config.absolute)
+    # Like LightningCLI's seed_everything: the same config always builds the same backbone, so a
+    # randomly initialised one gives the same embeddings (and cache key) on every run.
+    pl.seed_everything(cfg.init_seed, verbose=False)
+    init = parser.instantiate_classes(cfg)
+    datamodule, backbone = init.data, init.backbone
+    datamodule.setup("fit")
+    if cfg.rounds > 0:
+        from ssl_lightning.selection.active import run_active_learning
+
+        return run_active_learning(cfg, datamodule, backbone)
+    return select_once(cfg, datamodule, backbone)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console entry point. User errors print one message; set SSL_LIGHTNING_DEBUG=1 for tracebacks."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if os.environ.get(DEBUG_ENV):
+        run(args)
+        return
+    try:
+        run(args)
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, KeyError) as err:
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        print(f"(set {DEBUG_ENV}=1 for the full traceback)", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()
