@@ -64,9 +64,13 @@ def test_text_yaml_fast_dev_run(chdir_tmp, config):
     args = data_args(paths)
     if config == "minilm_8pc.yaml":  # no val_file: a stratified val_size is held out of the training file
         args = [*args[:2], *args[4:], "--data.init_args.val_size", "4"]
+    if config == "bilstm.yaml":  # EDA from the command line, as the YAML's comment shows
+        args += ["--data.init_args.augment", "{alpha_sr: 0, alpha_ri: 0.2, alpha_rs: 0.2, p_rd: 0.2}"]
     cli = fast_dev_run(TEXT / config, *args)
     assert cli.trainer.state.finished
     assert cli.datamodule.class_names == ["negative", "positive"]
+    if config == "bilstm.yaml":
+        assert cli.datamodule.datasets["labelled"].augment.p_rd == 0.2
     if config == "minilm_8pc.yaml":
         assert len(cli.datamodule.datasets["labelled"]) == 16  # 8 labels per class
         assert len(cli.datamodule.datasets["val"]) == 4
@@ -96,14 +100,14 @@ def test_bilstm_checkpoint_round_trip_predicts_the_same_labels(chdir_tmp):
     trained = Classifier.load_from_checkpoint(best)
     expected = torch.cat(trainer.predict(trained, datamodule=cli.datamodule))
 
-    # A fresh process: model and data rebuilt from the checkpoint. Even pointed at another training file
-    # (whose vocabulary and label order differ), the checkpoint's vocabulary and label map win.
+    # A fresh process: model and data rebuilt from the checkpoint (load_from_checkpoint restores the data's
+    # state before setup). Even pointed at another training file, the checkpoint's vocabulary and labels win.
     other = chdir_tmp / "other.csv"
     other.write_text("text,label\nzebra zebra positive,positive\nzebra negative,negative\n")
     model = Classifier.load_from_checkpoint(best)
     datamodule = TextClassificationDataModule.load_from_checkpoint(best, train_file=str(other), val_size=0)
     datamodule.setup("predict")
-    assert datamodule.vocabulary[2] == "zebra" and datamodule.class_names == ["negative", "positive"]
+    assert "zebra" not in datamodule.vocabulary and datamodule.class_names == ["negative", "positive"]
     predicted = torch.cat(trainer.predict(model, datamodule=datamodule, ckpt_path=best))
     assert torch.equal(predicted, expected)
     assert datamodule.vocabulary == checkpoint["TextClassificationDataModule"]["vocabulary"]
