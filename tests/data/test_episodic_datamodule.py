@@ -252,10 +252,12 @@ class PixelProtoNet(pl.LightningModule):
 def test_trainer_fits_and_tests_on_a_folder_tree(flat_tree, chdir_tmp):
     dm = EpisodicDataModule(root=str(flat_tree), n_way=2, k_shot=1, n_query=2, tasks_per_batch=2, eval_episodes=4)
     trainer = pl.Trainer(
-        max_epochs=1, limit_train_batches=3, accelerator="cpu", logger=False, enable_checkpointing=False
+        max_epochs=2, limit_train_batches=3, accelerator="cpu", logger=False, enable_checkpointing=False
     )
     trainer.fit(PixelProtoNet(), datamodule=dm)
     assert trainer.state.finished
+    assert trainer.train_dataloader.sampler.epoch == 1  # Lightning moved the sampler to epoch 1: new episodes
+    assert len(trainer.val_dataloaders.sampler) == 4  # not wrapped or re-split by Lightning
     metrics = trainer.test(PixelProtoNet(), datamodule=dm, verbose=False)[0]
     assert metrics["test/acc"] == 1.0  # the classes differ by their grey level, pixel prototypes separate them
 
