@@ -91,17 +91,44 @@ class EpisodicModule(pl.LightningModule):
                 return self._episodes_step(batch, stage)
         return self._episodes_step(batch, stage)
 
-    def _episodes_step(self, batch: Episodes, stage: str) -> Tensor:
+    def meta_loss(self, batch: Episodes, task_by_task: bool = False) -> tuple[Tensor, Tensor]:
+        """Mean query loss over the ``T`` tasks of a batch, and each task's query accuracy.
+
+        With ``task_by_task``, the gradient of each task's loss is taken (``torch.autograd.grad``)
+        and its graph freed before the next task is run, as learn2learn's and Finn et al.'s
+        training loops do, so memory holds one task's graph instead of ``T``. The returned loss
+        then carries the summed gradients through a linear surrogate: its value is the mean loss
+        and ``loss.backward()`` (one call, so DDP syncs once) writes exactly those gradients.
+
+        Returns:
+            ``(loss: float scalar, task_accs: float[T])``.
+        """
         support_x, support_y, query_x, query_y = batch
         n_tasks = len(support_x)
         n_way = int(support_y.max()) + 1
+        task_by_task = task_by_task and n_tasks > 1 and torch.is_grad_enabled()
+        params = [p for p in self.parameters() if p.requires_grad] if task_by_task else []
+        summed: list[Tensor | None] = [None] * len(params)
         losses, accs = [], []
         for t in range(n_tasks):
             logits = self.task_logits(support_x[t], support_y[t], query_x[t], n_way)
-            losses.append(F.cross_entropy(logits, query_y[t]))
+            task_loss = F.cross_entropy(logits, query_y[t])
             accs.append(accuracy(logits.detach(), query_y[t]))
+            if not task_by_task:
+                losses.append(task_loss)
+                continue
+            grads = torch.autograd.grad(task_loss / n_tasks, params, allow_unused=True)
+            summed = [g if s is None else (s if g is None else s + g) for s, g in zip(summed, grads, strict=True)]
+            losses.append(task_loss.detach())
         loss = torch.stack(losses).mean()
-        task_accs = torch.stack(accs)
+        if task_by_task:
+            surrogate = sum((p * g).sum() for p, g in zip(params, summed, strict=True) if g is not None)
+            loss = loss + (surrogate - surrogate.detach())
+        return loss, torch.stack(accs)
+
+    def _episodes_step(self, batch: Episodes, stage: str) -> Tensor:
+        loss, task_accs = self.meta_loss(batch, task_by_task=stage == "train")
+        n_tasks = len(task_accs)
         self.mean_loss[f"{stage}_"].update(loss.detach(), weight=n_tasks)
         self.mean_acc[f"{stage}_"].update(task_accs)
         if stage in EVAL_STAGES:

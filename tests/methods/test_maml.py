@@ -157,3 +157,19 @@ def test_bad_arguments():
         make(MAML)._shared_step(
             (torch.zeros(5, 1, 16, 16), torch.zeros(5), torch.zeros(5, 1, 16, 16), torch.zeros(5)), "train"
         )
+
+
+@pytest.mark.parametrize("cls", [MAML, MetaSGD])
+def test_task_by_task_gradients_equal_one_backward_of_the_mean(cls):
+    (batch,) = synthetic_episodes(1, tasks=3, size=SIZE, seed=5)
+    results = []
+    for task_by_task in (False, True):
+        model = make(cls)
+        loss, accs = model.meta_loss(batch, task_by_task=task_by_task)
+        loss.backward()
+        results.append((loss.detach(), accs, [p.grad.clone() for p in model.parameters()]))
+    (loss_a, accs_a, grads_a), (loss_b, accs_b, grads_b) = results
+    torch.testing.assert_close(loss_a, loss_b)
+    assert torch.equal(accs_a, accs_b) and accs_a.shape == (3,)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
