@@ -277,7 +277,8 @@ class EpisodicDataModule(pl.LightningDataModule):
     Episodes: training draws ``train_episodes`` fresh episodes per epoch (split over DDP
     ranks, each rank its own stream from ``(seed, epoch, rank)``); validation and test use
     ``eval_episodes`` episodes fixed by ``seed`` (the same on every run and rank, dealt
-    round-robin over the ranks, each evaluated once).
+    round-robin over the ranks, each evaluated once). A split given no classes (e.g.
+    ``class_split: [0.5, 0.0, 0.5]``) has no loader: that stage is skipped.
 
     Example config (Omniglot 5-way 1-shot with rotations; class counts of Ravi & Larochelle's split)::
 
@@ -477,11 +478,20 @@ class EpisodicDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+    def _eval_loader(self, split: str) -> DataLoader | list:
+        if not self.datasets:
+            self.setup()
+        if not self.class_names[split]:
+            # class_split / split_file gave this split no classes: no evaluation, not an error
+            log.warning("%s: the %s split has no classes; skipping %s.", type(self).__name__, split, split)
+            return []
+        return self._loader(split)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+    def val_dataloader(self) -> DataLoader | list:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self._eval_loader("test")
 
     def on_after_batch_transfer(self, batch: EpisodeBatch, dataloader_idx: int) -> EpisodeBatch:
         return episode_to_float(batch)
