@@ -195,16 +195,18 @@ class EpisodeDataset(Dataset[Tensor]):
         images: uint8[N, C, H, W].
         labels: long[N] in ``0..C-1``.
         rotations: add the rotated copies as new classes (needs ``H == W``).
+        num_classes: ``C``; default ``max(labels) + 1``.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor, rotations: bool = False) -> None:
+    def __init__(self, images: Tensor, labels: Tensor, rotations: bool = False, num_classes: int | None = None) -> None:
         if rotations and images.shape[-1] != images.shape[-2]:
             raise ValueError(
                 f"rotations need square images, got {images.shape[-2]}x{images.shape[-1]}. Set image_size."
             )
         self.images = images
         self.rotations = rotations
-        num_classes = int(labels.max()) + 1 if len(labels) else 0
+        if num_classes is None:
+            num_classes = int(labels.max()) + 1 if len(labels) else 0
         copies = 4 if rotations else 1
         self.labels = torch.cat([labels + r * num_classes for r in range(copies)])
 
@@ -417,7 +419,9 @@ class EpisodicDataModule(pl.LightningDataModule):
             keep = torch.isin(labels, torch.tensor(ids, dtype=torch.long))
             remap = torch.full((len(names),), -1, dtype=torch.long)
             remap[ids] = torch.arange(len(ids))
-            self.datasets[split] = EpisodeDataset(images[keep].contiguous(), remap[labels[keep]], self.rotations)
+            self.datasets[split] = EpisodeDataset(
+                images[keep].contiguous(), remap[labels[keep]], self.rotations, len(ids)
+            )
             split_names = [names[c] for c in ids]
             if self.rotations:
                 split_names = [f"{name}@rot{90 * r}" for r in range(4) for name in split_names]
