@@ -1,0 +1,216 @@
+"""Semi-supervised training: FixMatch (Sohn et al. 2020) and Pseudo-Label (Lee 2013) on any backbone."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from ssl_lightning.methods.classifier import Classifier
+from ssl_lightning.methods.hparams import save_plain_hyperparameters
+from ssl_lightning.methods.losses import pseudo_label_loss
+
+SemiSupervisedBatch = dict[str, tuple[Tensor, ...]]
+
+
+class FixMatch(Classifier):
+    """FixMatch: consistency between weak-view pseudo-labels and strong-view predictions (Sohn et al. 2020).
+
+    Training batches come from :class:`~ssl_lightning.data.semisup.SemiSupervisedDataModule`::
+
+        {"labelled":   (x: float[B, C, H, W], y: long[B]),
+         "unlabelled": (x_weak: float[M, C, H, W], x_strong: float[M, C, H, W], y_true: long[M])}
+
+    with ``M = mu * B``. One forward pass runs over the concatenation ``[x; x_weak; x_strong]``
+    (so batch-norm statistics cover all of it, as in the reference code). The loss is
+    ``loss_x + lambda_u * loss_u``: ``loss_x`` the cross-entropy on the labelled batch,
+    ``loss_u`` the cross-entropy of the strong view against the weak view's argmax where its
+    confidence is ``>= threshold`` (Eq. 2, averaged over all ``M``). ``lambda_u = 0`` is plain
+    supervised training with everything else identical (same batches, augmentation, forward
+    pass and EMA). ``y_true`` is used only to log ``train/pseudo_acc``.
+
+    Evaluation (val, test, predict, ``forward`` in eval mode) uses an exponential moving
+    average of the weights (``ema_decay``; ``None`` evaluates the online weights). The EMA
+    lives in the module (``ema_backbone``), so checkpoints hold it, a resumed run continues it,
+    and testing the best checkpoint evaluates it. (Lightning's ``EMAWeightAveraging`` callback
+    does not fit here: when ``trainer.test(ckpt_path=...)`` follows ``fit`` in the same process,
+    its ``on_load_checkpoint`` reloads the *online* weights into the module.)
+
+    Logs per epoch ``train/loss``, ``train/loss_x``, ``train/loss_u``, ``train/mask_rate``
+    (fraction of unlabelled samples above the threshold), ``train/pseudo_acc`` (accuracy of
+    those confident pseudo-labels), ``train/acc`` (labelled batch), ``val/acc``, ``test/acc``.
+
+    Example config::
+
+        model:
+          class_path: ssl_lightning.methods.fixmatch.FixMatch
+          init_args:
+            backbone: {class_path: ssl_lightning.nets.LeNet, init_args: {num_classes: 10}}
+            threshold: 0.95
+            lambda_u: 1.0
+            ema_decay: 0.999
+            optimizer:
+              class_path: torch.optim.SGD
+              init_args: {lr: 0.03, momentum: 0.9, nesterov: true, weight_decay: 0.0005}
+        data:
+          class_path: ssl_lightning.data.semisup.SemiSupervisedDataModule
+          init_args: {source: {class_path: ssl_lightning.data.CIFAR10DataModule, init_args: {labels_per_class: 25}}}
+
+    Args:
+        backbone: the network (timm contract); its ``num_classes`` must match the data's.
+        optimizer: builds the optimizer from the backbone's parameters (the EMA copy is not trained).
+        lr_scheduler: optional; builds a scheduler from the optimizer, stepped every epoch.
+        threshold: confidence ``tau`` above which a pseudo-label is used.
+        lambda_u: weight of the unlabelled loss (0: supervised training).
+        warmup_steps: ramp ``lambda_u`` linearly from 0 over this many steps (0: no ramp; Lee 2013 ramps).
+        ema_decay: decay of the evaluated weight average, in ``[0, 1)``; ``None`` turns EMA off.
+        label_smoothing: label smoothing of the labelled cross-entropy.
+        backbone_checkpoint: start the backbone from these weights (see ``Classifier``).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        threshold: float = 0.95,
+        lambda_u: float = 1.0,
+        warmup_steps: int = 0,
+        ema_decay: float | None = 0.999,
+        label_smoothing: float = 0.0,
+        backbone_checkpoint: str | None = None,
+    ) -> None:
+        super().__init__(
+            backbone=backbone,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            label_smoothing=label_smoothing,
+            backbone_checkpoint=backbone_checkpoint,
+        )
+        save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"])
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        if lambda_u < 0 or warmup_steps < 0:
+            raise ValueError(f"lambda_u and warmup_steps must be >= 0, got {lambda_u}, {warmup_steps}")
+        if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) or null (no EMA), got {ema_decay}")
+        self.threshold = threshold
+        self.lambda_u = lambda_u
+        self.warmup_steps = warmup_steps
+        self.ema_decay = ema_decay
+        self.ema_backbone: nn.Module | None = None
+        if ema_decay is not None:
+            self.ema_backbone = copy.deepcopy(self.backbone).requires_grad_(False)
+        self.unlabelled_stats = nn.ModuleDict({name: MeanMetric() for name in ("loss_x", "loss_u", "mask_rate")})
+        self.pseudo_acc = MeanMetric()
+
+    # ---- what PseudoLabel changes ----------------------------------------------------------
+    def unlabelled_views(self, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        """The unlabelled inputs of the forward pass: ``(x_weak, x_strong)``."""
+        x_weak, x_strong, _ = batch
+        return x_weak, x_strong
+
+    def unlabelled_loss(self, logits: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """``(loss_u, mask: bool[M], pseudo_labels: long[M])`` from the logits of :meth:`unlabelled_views`."""
+        weak, strong = logits
+        return pseudo_label_loss(weak, strong, self.threshold)
+
+    # ---- training ---------------------------------------------------------------------------
+    def current_lambda_u(self) -> float:
+        if self.warmup_steps == 0:
+            return self.lambda_u
+        return self.lambda_u * min(1.0, self.global_step / self.warmup_steps)
+
+    def training_step(self, batch: SemiSupervisedBatch, batch_idx: int) -> Tensor:
+        if not isinstance(batch, dict) or set(batch) != {"labelled", "unlabelled"}:
+            raise ValueError(
+                f"{type(self).__name__} needs batches {{'labelled': ..., 'unlabelled': ...}}; got "
+                f"{type(batch).__name__}. Use data.class_path: ssl_lightning.data.semisup.SemiSupervisedDataModule."
+            )
+        x, y = batch["labelled"]
+        views = self.unlabelled_views(batch["unlabelled"])
+        y_true = batch["unlabelled"][-1]
+        # One pass over [labelled; views] so batch norm sees one batch (Sohn et al. 2020, reference code).
+        logits = self.backbone(torch.cat([x, *views]))
+        logits_x, *logits_u = logits.split([len(x), *(len(v) for v in views)])
+        loss_x = self.loss(logits_x, y)
+        loss_u, mask, pseudo_labels = self.unlabelled_loss(logits_u)
+        loss = loss_x + self.current_lambda_u() * loss_u
+
+        hard = y.argmax(dim=1) if y.is_floating_point() else y
+        self.metrics["train_"].update(logits_x, hard)
+        self.mean_loss["train_"].update(loss.detach(), weight=len(x))
+        stats = {"loss_x": loss_x.detach(), "loss_u": loss_u.detach(), "mask_rate": mask.float().mean()}
+        for name, value in stats.items():
+            self.unlabelled_stats[name].update(value)
+            self.log(f"train/{name}", self.unlabelled_stats[name], on_step=False, on_epoch=True)
+        if mask.any():
+            correct = (pseudo_labels[mask] == y_true[mask]).float()
+            self.pseudo_acc.update(correct.mean(), weight=len(correct))
+            self.log("train/pseudo_acc", self.pseudo_acc, on_step=False, on_epoch=True)
+        self.log("train/loss", self.mean_loss["train_"], on_step=False, on_epoch=True, batch_size=len(x))
+        self.log("train/acc", self.metrics["train_"]["acc"], on_step=False, on_epoch=True, batch_size=len(x))
+        self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    # ---- EMA of the weights -------------------------------------------------------------------
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """``ema = decay * ema + (1 - decay) * online`` for parameters; buffers (BN statistics) are copied."""
+        if self.ema_backbone is None or self.ema_decay is None:
+            return
+        for ema, online in zip(self.ema_backbone.parameters(), self.backbone.parameters(), strict=True):
+            ema.lerp_(online.detach(), 1.0 - self.ema_decay)
+        for ema, online in zip(self.ema_backbone.buffers(), self.backbone.buffers(), strict=True):
+            ema.copy_(online)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.update_ema()
+
+    def evaluation_backbone(self) -> nn.Module:
+        """The network that val/test/predict use: the EMA copy when there is one."""
+        return self.ema_backbone if self.ema_backbone is not None else self.backbone
+
+    def forward(self, x: Tensor) -> Tensor:
+        """float[B, ...] -> logits float[B, num_classes]; the EMA weights in eval mode."""
+        return self.backbone(x) if self.training else self.evaluation_backbone()(x)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.backbone.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+
+
+class PseudoLabel(FixMatch):
+    """Pseudo-Label (Lee 2013): train on the network's own confident hard labels for unlabelled images.
+
+    Same data, batches and logging as :class:`FixMatch`, but no strong view: the weak view
+    makes the pseudo-label (argmax, kept above ``threshold``) and is also the view trained
+    towards it. The forward pass covers ``[x; x_weak]`` (the data module's strong view is unused).
+    Lee's slowly rising weight of the unlabelled loss is ``warmup_steps``.
+
+    Example config::
+
+        model:
+          class_path: ssl_lightning.methods.fixmatch.PseudoLabel
+          init_args:
+            backbone:
+              class_path: ssl_lightning.nets.LeNet
+              init_args: {num_classes: 10, in_chans: 1, input_size: 8, padding: 2}
+            threshold: 0.95
+            warmup_steps: 500
+
+    Args: as :class:`FixMatch`.
+    """
+
+    def unlabelled_views(self, batch: tuple[Tensor, ...]) -> tuple[Tensor]:
+        return (batch[0],)
+
+    def unlabelled_loss(self, logits: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        (weak,) = logits
+        return pseudo_label_loss(weak, weak, self.threshold)
