@@ -140,6 +140,12 @@ class OmniglotOneShotRunsDataModule(pl.LightningDataModule):
 
     (Models whose head has ``n_way`` outputs, e.g. MAML, must have been trained 20-way.)
 
+    The runs use characters of the *evaluation* alphabets, so for the challenge train on
+    ``images_background`` only (Lake et al.'s protocol): point ``--data.init_args.root`` at
+    the unzipped ``images_background/``, or keep both parts and pass a ``split_file`` such as
+    ``{"train": ["images_background"], "test": ["images_evaluation"]}``. A random
+    ``class_split`` over both parts would train on the very characters of the runs.
+
     Example config::
 
         data:
