@@ -1,0 +1,199 @@
+"""Contrastive self-supervised pretraining: SimCLR (Chen et al. 2020) on any backbone, with a kNN monitor."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from ssl_lightning.methods.hparams import save_plain_hyperparameters
+from ssl_lightning.methods.losses import NTXentLoss
+
+log = logging.getLogger(__name__)
+
+
+def knn_predict(
+    features: Tensor, bank: Tensor, bank_labels: Tensor, num_classes: int, k: int = 20, temperature: float = 0.1
+) -> Tensor:
+    """Weighted k-nearest-neighbour class scores by cosine similarity (Wu et al. 2018, Sec. 3.4).
+
+    Each of the ``k`` most similar bank entries votes for its label with weight ``exp(s / temperature)``.
+
+    Shapes: ``features: float[B, D]``, ``bank: float[N, D]``, ``bank_labels: long[N]``
+    -> scores ``float[B, num_classes]``.
+    """
+    similarity = F.normalize(features, dim=1) @ F.normalize(bank, dim=1).T  # [B, N]
+    top, index = similarity.topk(min(k, len(bank)), dim=1)
+    votes = F.one_hot(bank_labels[index], num_classes).float() * (top / temperature).exp().unsqueeze(-1)
+    return votes.sum(dim=1)
+
+
+class SimCLR(pl.LightningModule):
+    """SimCLR: agree on two augmented views of an image through a projection head (Chen et al. 2020).
+
+    The encoder is any contract backbone with ``num_classes=0`` (its head is reset to the
+    identity if not); the projection head is ``Linear -> BatchNorm -> ReLU -> Linear`` on its
+    ``forward_features``; the loss is NT-Xent (:func:`~ssl_lightning.methods.losses.nt_xent`,
+    negatives gathered across DDP ranks). Training batches are
+    ``(x1: float[B, C, H, W], x2: float[B, C, H, W], y: ignored)`` from
+    :class:`~ssl_lightning.data.semisup.TwoViewDataModule`.
+
+    Representation quality is monitored without a separate run: before each validation (and
+    test) epoch the data module's labelled training set is embedded (no augmentation) and
+    every val/test image is classified by a weighted kNN over it: ``val/knn_acc``,
+    ``test/knn_acc``. At the end of fit the encoder's state dict is written to
+    ``encoder_path``; that file (or any checkpoint of this module, whose encoder is under
+    ``encoder.``) is a valid ``Classifier(backbone_checkpoint=...)`` for a linear probe or fine-tuning.
+
+    Shapes: ``forward(x: float[B, C, H, W]) -> features float[B, num_features]``.
+
+    Example config::
+
+        model:
+          class_path: ssl_lightning.methods.simclr.SimCLR
+          init_args:
+            encoder: {class_path: ssl_lightning.nets.LeNet, init_args: {num_classes: 0, in_chans: 3, input_size: 32}}
+            temperature: 0.5
+            encoder_path: checkpoints/simclr_cifar10_encoder.pt
+        data:
+          class_path: ssl_lightning.data.semisup.TwoViewDataModule
+          init_args: {source: {class_path: ssl_lightning.data.CIFAR10DataModule, init_args: {batch_size: 256}}}
+
+    Args:
+        encoder: a backbone following the timm contract (``num_features``, ``forward_features``).
+        projection_dim: output size of the projection head.
+        hidden_dim: hidden size of the projection head (``None``: the encoder's ``num_features``).
+        temperature: NT-Xent temperature.
+        gather_distributed: under DDP, negatives come from every rank's batch.
+        optimizer: builds the optimizer from the parameters.
+        lr_scheduler: optional; builds a scheduler from the optimizer.
+        knn_k: neighbours of the kNN monitor (0 turns it off).
+        knn_temperature: temperature of the kNN vote weights.
+        encoder_path: where to save the encoder's state dict at the end of fit (``None``: don't).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        projection_dim: int = 128,
+        hidden_dim: int | None = None,
+        temperature: float = 0.5,
+        gather_distributed: bool = True,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        knn_k: int = 20,
+        knn_temperature: float = 0.1,
+        encoder_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        save_plain_hyperparameters(self, ["encoder", "optimizer", "lr_scheduler"])
+        num_features = getattr(encoder, "num_features", None)
+        if not isinstance(num_features, int) or not hasattr(encoder, "forward_features"):
+            raise ValueError(f"{type(encoder).__name__} is not a contract backbone (num_features, forward_features).")
+        if projection_dim < 1 or knn_k < 0:
+            raise ValueError(f"projection_dim must be >= 1 and knn_k >= 0, got {projection_dim}, {knn_k}")
+        if getattr(encoder, "num_classes", 0) and hasattr(encoder, "reset_classifier"):
+            log.info("SimCLR: removing the encoder's %d-class head (unused)", encoder.num_classes)
+            encoder.reset_classifier(0)
+        hidden = hidden_dim or num_features
+        self.encoder = encoder
+        self.projection = nn.Sequential(
+            nn.Linear(num_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, projection_dim)
+        )
+        self.criterion = NTXentLoss(temperature, gather_distributed)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.knn_k = knn_k
+        self.knn_temperature = knn_temperature
+        self.encoder_path = encoder_path
+        self.mean_loss = MeanMetric()
+        self.knn_accuracy = nn.ModuleDict()  # built in setup, once the number of classes is known
+        self._bank: tuple[Tensor, Tensor] | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """float[B, C, H, W] -> encoder features float[B, num_features]."""
+        return self.encoder.forward_features(x)
+
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        if not isinstance(batch, list | tuple) or len(batch) != 3:
+            raise ValueError(
+                "SimCLR needs training batches (x1, x2, y) of two views; use data.class_path: "
+                "ssl_lightning.data.semisup.TwoViewDataModule."
+            )
+        x1, x2, _ = batch
+        # One pass over both views (batch norm sees them together, as with a global-BN-free single GPU run).
+        z1, z2 = self.projection(self(torch.cat([x1, x2]))).chunk(2)
+        loss = self.criterion(z1, z2)
+        self.mean_loss.update(loss.detach(), weight=len(x1))
+        self.log("train/loss", self.mean_loss, on_step=False, on_epoch=True, batch_size=len(x1))
+        self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    # ---- kNN monitor ----------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        num_classes = getattr(datamodule, "num_classes", None)
+        if self.knn_k and isinstance(num_classes, int) and not self.knn_accuracy:
+            self.knn_accuracy.update(
+                {f"{s}_": MulticlassAccuracy(num_classes, average="micro") for s in ("val", "test")}
+            )
+
+    def _build_bank(self) -> None:
+        self._bank = None
+        if not self.knn_k or not self.knn_accuracy:
+            return
+        datamodule = self.trainer.datamodule
+        if not hasattr(datamodule, "labelled_features"):
+            raise ValueError(
+                f"SimCLR's kNN monitor needs a data module with labelled_features() (e.g. TwoViewDataModule), "
+                f"got {type(datamodule).__name__}. Use TwoViewDataModule or set model.init_args.knn_k: 0."
+            )
+        with torch.no_grad():
+            self._bank = datamodule.labelled_features(self, self.device)
+
+    def on_validation_epoch_start(self) -> None:
+        self._build_bank()
+
+    def on_test_epoch_start(self) -> None:
+        self._build_bank()
+
+    def _knn_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
+        if self._bank is None:
+            return
+        x, y = batch
+        metric = self.knn_accuracy[f"{stage}_"]
+        scores = knn_predict(self(x), *self._bank, metric.num_classes, self.knn_k, self.knn_temperature)
+        metric.update(scores, y)
+        self.log(f"{stage}/knn_acc", metric, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=len(y))
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._knn_step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._knn_step(batch, "test")
+
+    # ---- transfer -------------------------------------------------------------------------
+    def save_encoder(self, path: str | Path) -> Path:
+        """Write the encoder's state dict (CPU tensors) for ``Classifier(backbone_checkpoint=path)``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({key: value.detach().cpu() for key, value in self.encoder.state_dict().items()}, path)
+        return path
+
+    def on_fit_end(self) -> None:
+        if self.encoder_path is not None and self.trainer.is_global_zero:
+            log.info("SimCLR: encoder saved to %s", self.save_encoder(self.encoder_path))
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
