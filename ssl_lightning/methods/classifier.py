@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from ssl_lightning.methods.hparams import save_plain_hyperparameters
+from ssl_lightning.nets.pretrained import load_weights, read_state_dict
 
 STAGES = ("train", "val", "test")
 
@@ -25,6 +26,13 @@ class Classifier(pl.LightningModule):
     the hard labels (the argmax of soft targets). Logs ``{stage}/loss`` and ``{stage}/acc``,
     and a confusion-matrix figure to TensorBoard at the end of testing.
 
+    Transfer learning: ``backbone_checkpoint`` starts the backbone from saved weights;
+    ``finetune="linear_probe"`` trains only ``backbone.head`` with the rest of the backbone
+    frozen, batch-norm statistics included (those modules stay in eval mode);
+    ``backbone_lr_multiplier`` gives the backbone (all but its head) a smaller learning rate
+    than the head; :class:`ssl_lightning.callbacks.finetuning.GradualUnfreezing` unfreezes a
+    frozen backbone at a set epoch.
+
     Example config::
 
         model:
@@ -32,12 +40,22 @@ class Classifier(pl.LightningModule):
           init_args:
             backbone: {class_path: ssl_lightning.nets.LeNet, init_args: {num_classes: 10}}
             optimizer: {class_path: torch.optim.Adam, init_args: {lr: 0.001}}
+            backbone_checkpoint: checkpoints/ae_digits_encoder.pt   # optional
+            finetune: full                                          # or linear_probe
+            backbone_lr_multiplier: 0.1
 
     Args:
         backbone: the network; its ``num_classes`` must match the data's.
         optimizer: builds the optimizer from the parameters (LightningCLI fills it from YAML).
         lr_scheduler: optional; builds a scheduler from the optimizer, stepped every epoch.
         label_smoothing: cross-entropy label smoothing (Szegedy et al. 2016).
+        backbone_checkpoint: start the backbone from this file: a state dict, or a checkpoint of a
+            Classifier, an Autoencoder (its encoder) or an episodic model of this project. The head
+            is loaded only where present with the same shape; any other mismatch is an error
+            naming the first mismatching tensor.
+        finetune: ``"full"`` trains everything; ``"linear_probe"`` freezes the backbone but its head.
+        backbone_lr_multiplier: the backbone's parameters (all but ``backbone.head``) get the
+            optimizer's learning rate times this; the head keeps the optimizer's learning rate.
     """
 
     def __init__(
@@ -46,19 +64,34 @@ class Classifier(pl.LightningModule):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         label_smoothing: float = 0.0,
+        backbone_checkpoint: str | None = None,
+        finetune: Literal["full", "linear_probe"] = "full",
+        backbone_lr_multiplier: float = 1.0,
     ) -> None:
         super().__init__()
         save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"])
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if finetune not in ("full", "linear_probe"):
+            raise ValueError(f"finetune must be 'full' or 'linear_probe', got {finetune!r}")
+        if backbone_lr_multiplier < 0:
+            raise ValueError(f"backbone_lr_multiplier must be >= 0, got {backbone_lr_multiplier}")
         self.backbone = backbone
+        if backbone_checkpoint is not None:
+            load_weights(backbone, read_state_dict(backbone_checkpoint), backbone_checkpoint, optional=("head.",))
+        self.backbone_lr_multiplier = backbone_lr_multiplier
+        self.backbone_frozen = False
+        self.set_backbone_frozen(finetune == "linear_probe")
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.label_smoothing = label_smoothing
         num_classes = self.num_classes
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the suffix.
         self.metrics = nn.ModuleDict(
-            {f"{stage}_": MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro")}) for stage in STAGES}
+            {
+                f"{stage}_": MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro")})
+                for stage in STAGES
+            }
         )
         self.mean_loss = nn.ModuleDict({f"{stage}_": MeanMetric() for stage in STAGES})
         self.confusion = MulticlassConfusionMatrix(num_classes)
@@ -72,6 +105,26 @@ class Classifier(pl.LightningModule):
                 f"with a classification head. Set the backbone's num_classes to the number of classes."
             )
         return num_classes
+
+    def body_parameters(self) -> list[nn.Parameter]:
+        """The backbone's parameters except its head's (those a linear probe freezes)."""
+        return [p for name, p in self.backbone.named_parameters() if not name.startswith("head.")]
+
+    def set_backbone_frozen(self, frozen: bool) -> None:
+        """Freeze (or unfreeze) the backbone except ``backbone.head``: gradients and BN statistics."""
+        self.backbone_frozen = frozen
+        for parameter in self.body_parameters():
+            parameter.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Classifier:
+        """Lightning switches modes around every loop; a frozen backbone body stays in eval mode."""
+        super().train(mode)
+        if mode and getattr(self, "backbone_frozen", False):
+            for name, child in self.backbone.named_children():
+                if name != "head":
+                    child.eval()
+        return self
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
@@ -136,7 +189,16 @@ class Classifier(pl.LightningModule):
             log_figure(self.logger, "test/confusion_matrix", confusion_figure(matrix, names), self.global_step)
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        if self.backbone_lr_multiplier == 1.0:
+            optimizer = self.optimizer_factory(self.parameters())
+        else:
+            # Frozen parameters stay in their group: they get no gradient (the optimizer skips
+            # them) until GradualUnfreezing thaws them.
+            body = self.body_parameters()
+            body_ids = {id(p) for p in body}
+            rest = [p for p in self.parameters() if id(p) not in body_ids]
+            optimizer = self.optimizer_factory([{"params": body, "name": "backbone"}, {"params": rest, "name": "head"}])
+            optimizer.param_groups[0]["lr"] *= self.backbone_lr_multiplier
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
