@@ -17,7 +17,11 @@ import os
 import sys
 from typing import Any
 
+from pathlib import Path
+from typing import NoReturn
+
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 DEBUG_ENV = "SSL_LIGHTNING_DEBUG"
@@ -44,6 +48,48 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 }
 
 
+class ConciseArgumentParser(LightningArgumentParser):
+    """Config errors as one message and a hint, not the whole usage (set SSL_LIGHTNING_DEBUG=1 for it)."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if os.environ.get(DEBUG_ENV) or not self.exit_on_error:
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        sys.stderr.write(f"error: {message}\n(run `{prog} --help` for the accepted options)\n")
+        self.exit(2)
+
+
+def check_checkpoint_class(ckpt_path: str | os.PathLike | None, configured_class: str | None) -> None:
+    """Fail early, in one line, when ``ckpt_path`` is missing or was written by another model class.
+
+    Args:
+        ckpt_path: the ``--ckpt_path`` value ("last"/"best" are resolved by the Trainer and skipped).
+        configured_class: the class path of the model the config builds.
+    """
+    if ckpt_path is None or str(ckpt_path) in ("last", "best", "hpc", "registry"):
+        return
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--ckpt_path {path} does not exist. Pass the path of a .ckpt file (or 'last').")
+    saved = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {}).get("_class_path")
+    if saved and configured_class and saved.rsplit(".", 1)[-1] != configured_class.rsplit(".", 1)[-1]:
+        raise ValueError(
+            f"--ckpt_path {path} was written by {saved} but this config builds {configured_class}. Use the config "
+            f"(--config) the checkpoint was trained with, or a checkpoint of {configured_class.rsplit('.', 1)[-1]}."
+        )
+
+
+def check_learning_rates(config: Any) -> None:
+    """A non-positive optimizer lr in the config is an error naming the key (any method)."""
+    model = config.get("model") if hasattr(config, "get") else None
+    init_args = model.get("init_args") if hasattr(model, "get") else None
+    optimizer = init_args.get("optimizer") if hasattr(init_args, "get") else None
+    lr = optimizer.get("init_args", {}).get("lr") if hasattr(optimizer, "get") else None
+    if isinstance(lr, int | float) and lr <= 0:
+        raise ValueError(f"--model.init_args.optimizer.init_args.lr must be > 0, got {lr}. Use a positive learning rate.")
+
+
 class SSLLightningCLI(LightningCLI):
     """LightningCLI in subclass mode for model and data, with ``--test_after_fit``."""
 
@@ -57,6 +103,17 @@ class SSLLightningCLI(LightningCLI):
             default=False,
             help="After fit, run the test loop on the best checkpoint (fit subcommand only).",
         )
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI merges the checkpoint's hyperparameters into the config here, class path
+        # included; a checkpoint of another model class would silently become a hybrid model.
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            config = self.config[subcommand]
+            check_learning_rates(config)
+            model = config.get("model")
+            check_checkpoint_class(config.get("ckpt_path"), model.get("class_path") if model else None)
+        super()._parse_ckpt_path()
 
     def after_fit(self) -> None:
         if self.config.fit.get("test_after_fit"):
@@ -74,6 +131,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> SSLLightningCL
         seed_everything_default=0,
         save_config_kwargs={"overwrite": False},
         auto_configure_optimizers=False,
+        parser_class=ConciseArgumentParser,
         args=args,
         run=run,
     )
