@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
-
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import lightning.pytorch as pl
 import torch
@@ -87,7 +85,9 @@ def check_learning_rates(config: Any) -> None:
     optimizer = init_args.get("optimizer") if hasattr(init_args, "get") else None
     lr = optimizer.get("init_args", {}).get("lr") if hasattr(optimizer, "get") else None
     if isinstance(lr, int | float) and lr <= 0:
-        raise ValueError(f"--model.init_args.optimizer.init_args.lr must be > 0, got {lr}. Use a positive learning rate.")
+        raise ValueError(
+            f"--model.init_args.optimizer.init_args.lr must be > 0, got {lr}. Use a positive learning rate."
+        )
 
 
 class SSLLightningCLI(LightningCLI):
