@@ -89,6 +89,7 @@ def _fit(*args: str) -> object:
     return cli
 
 
+@pytest.mark.slow
 def test_resumed_run_reproduces_uninterrupted_augmented_run(chdir_tmp):
     # final weights are compared in memory: last.ckpt is only rewritten when val/acc improves
     straight = _fit("--trainer.max_epochs", "2").model.state_dict()
@@ -96,3 +97,19 @@ def test_resumed_run_reproduces_uninterrupted_augmented_run(chdir_tmp):
     resumed = _fit("--trainer.max_epochs", "2", "--ckpt_path", str(first)).model.state_dict()
     for name, value in straight.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_input_pipeline_benchmark_runs_small(monkeypatch, capsys):
+    import sys
+
+    from benchmarks import input_pipeline
+
+    args = ["--images", "400", "--measure", "128", "--batch-size", "64", "--workers", "0", "--repeats", "1"]
+    monkeypatch.setattr(sys, "argv", ["input_pipeline.py", *args])
+    threads = torch.get_num_threads()
+    try:
+        input_pipeline.main()
+    finally:
+        torch.set_num_threads(threads)  # main() sets the benchmark's thread count
+    out = capsys.readouterr().out
+    assert "cifar: per-sample" in out and "heavy: per-sample" in out and "x" in out.splitlines()[-1]

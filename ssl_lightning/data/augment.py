@@ -330,11 +330,9 @@ class PadCrop(BatchAugmentation):
         padded = F.pad(x, [pad] * 4, mode=self.padding_mode)
         offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=generator.device)
         offsets = torch.where(_chosen(self.p, n, generator), offsets, pad)
-        rows = offsets[0].view(n, 1) + torch.arange(h, device=x.device)  # [B, H]
-        cols = offsets[1].view(n, 1) + torch.arange(w, device=x.device)  # [B, W]
-        batch = torch.arange(n, device=x.device).view(n, 1, 1)
-        # advanced indices around a slice put their dims first: [B, H, W, C]
-        return padded[batch, :, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2)
+        # every crop position as a strided view [B, C, 2p+1, 2p+1, H, W]; pick one per image (no copy before it)
+        windows = padded.unfold(2, h, 1).unfold(3, w, 1)
+        return windows[torch.arange(n, device=x.device), :, offsets[0], offsets[1]]
 
 
 class RandomResizedCrop(_PerSample):

@@ -172,6 +172,7 @@ def test_bad_arguments_raise_value_errors():
         PadCrop(8, "reflect")(images(2, 1, 8), generator())
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_runs_on_the_batch_device():
     x = images().cuda()
