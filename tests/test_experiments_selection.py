@@ -98,3 +98,27 @@ def test_active_digits_config_parses_and_its_train_config_runs(chdir_tmp):
     assert Path(cfg.train_config.absolute) == SELECTION / "active_digits_train.yaml"
     cli = fast_dev_run(SELECTION / "active_digits_train.yaml")
     assert cli.trainer.state.finished
+
+
+def test_digits_effnet_selects(chdir_tmp):
+    # a smaller pool and input size than the YAML's, to stay fast on a CPU
+    main(
+        [
+            "--config",
+            str(SELECTION / "digits_effnet.yaml"),
+            "--data.init_args.test_size",
+            "1000",
+            "--data.init_args.val_size",
+            "500",
+            "--backbone.init_args.input_size",
+            "32",
+            "--budget",
+            "20",
+            "--cache_dir",
+            "cache",
+            "--output",
+            "s.json",
+        ]
+    )
+    payload = selected(chdir_tmp / "s.json")
+    assert payload["num_train"] == 297 and len(payload["indices"]) == 20

@@ -76,6 +76,12 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def instantiate(parser: ArgumentParser, cfg: Namespace) -> Namespace:
+    """Build the data and backbone objects (``instantiate`` on jsonargparse >= 4.49, else the old name)."""
+    method = getattr(parser, "instantiate", None) or parser.instantiate_classes
+    return method(cfg)
+
+
 def embeddings_for(cfg: Namespace, backbone: nn.Module, datamodule: pl.LightningDataModule) -> Any:
     """The pool embeddings that ``cfg`` asks for (cached)."""
     return compute_embeddings(
@@ -158,7 +164,7 @@ def run(args: list[str] | None = None) -> Path:
     # Like LightningCLI's seed_everything: the same config always builds the same backbone, so a
     # randomly initialised one gives the same embeddings (and cache key) on every run.
     pl.seed_everything(cfg.init_seed, verbose=False)
-    init = parser.instantiate_classes(cfg)
+    init = instantiate(parser, cfg)
     datamodule, backbone = init.data, init.backbone
     datamodule.setup("fit")
     if cfg.rounds > 0:

@@ -46,27 +46,30 @@ POOL = "all"
 
 
 # ---- the pool ------------------------------------------------------------------------------
-def pool_dataset(datamodule: pl.LightningDataModule) -> Dataset:
-    """The training pool that subset-file indices index into: ``datamodule.datasets["all"]``."""
+def pool_dataset(datamodule: pl.LightningDataModule, split: str = POOL) -> Dataset:
+    """The training pool that subset-file indices index into: ``datamodule.datasets["all"]``.
+
+    ``split`` picks another of the DataModule's datasets (``"test"``: to evaluate a learner).
+    """
     datasets = getattr(datamodule, "datasets", None)
     if not datasets:
         datamodule.setup("fit")
         datasets = getattr(datamodule, "datasets", None)
-    if not isinstance(datasets, dict) or POOL not in datasets:
+    if not isinstance(datasets, dict) or split not in datasets:
         raise ValueError(
-            f"{type(datamodule).__name__} has no training pool datasets[{POOL!r}] after setup; selection needs a "
-            f"DataModule built on ImageDataModule (or one that fills datasets['all'] the same way)."
+            f"{type(datamodule).__name__} has no datasets[{split!r}] after setup; selection needs a DataModule "
+            f"built on ImageDataModule (or one that fills datasets['all'] the same way)."
         )
-    return datasets[POOL]
+    return datasets[split]
 
 
-def pool_labels(datamodule: pl.LightningDataModule) -> np.ndarray:
+def pool_labels(datamodule: pl.LightningDataModule, split: str = POOL) -> np.ndarray:
     """int64[N] class indices of the pool. Only the simulated oracle should hold these.
 
     Tensor labels (image DataModules) are used as they are; label names (text DataModules) are
     mapped through ``datamodule.class_names``.
     """
-    labels = getattr(pool_dataset(datamodule), "labels", None)
+    labels = getattr(pool_dataset(datamodule, split), "labels", None)
     if isinstance(labels, Tensor | np.ndarray):
         return np.asarray(labels, dtype=np.int64)
     names = getattr(datamodule, "class_names", None)
@@ -76,9 +79,9 @@ def pool_labels(datamodule: pl.LightningDataModule) -> np.ndarray:
     raise ValueError(f"cannot read the pool labels of {type(datamodule).__name__}: no labels tensor or class_names")
 
 
-def pool_loader(datamodule: pl.LightningDataModule, batch_size: int) -> DataLoader:
+def pool_loader(datamodule: pl.LightningDataModule, batch_size: int, split: str = POOL) -> DataLoader:
     """The pool in its stored order (no shuffling), collated as the DataModule's own loaders collate."""
-    dataset = pool_dataset(datamodule)
+    dataset = pool_dataset(datamodule, split)
     own = getattr(datamodule, "_loader", None)  # ImageDataModule / TextClassificationDataModule build loaders there
     collate_fn = own(dataset).collate_fn if callable(own) else None
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
@@ -114,6 +117,7 @@ def pool_outputs(
     in_chans: int | None = None,
     description: str = "pool",
     progress: bool = True,
+    split: str = POOL,
 ) -> Tensor:
     """Apply ``function`` to every pool item in batches; returns float32[N, ...] on the CPU.
 
@@ -123,7 +127,7 @@ def pool_outputs(
     from rich.progress import track
 
     device = torch.device(device) if device is not None else default_device()
-    loader = pool_loader(datamodule, batch_size)
+    loader = pool_loader(datamodule, batch_size, split)
     outputs = []
     for batch in track(loader, description=description, total=len(loader), disable=not progress):
         batch = datamodule.on_after_batch_transfer(move_data_to_device(batch, device), 0)
@@ -184,6 +188,7 @@ def embedding_key(
     resolution: int | None = None,
     in_chans: int | None = None,
     backbone_config: dict[str, Any] | None = None,
+    split: str = POOL,
 ) -> tuple[str, dict[str, Any]]:
     """``(key, identity)``: the cache key and the plain-dict identity it hashes."""
     # Plain attributes catch settings that change the features but not the weights (input_size, ...).
@@ -196,7 +201,8 @@ def embedding_key(
         "weights": weights_hash(backbone),
         "data": class_path(datamodule),
         "normalize": getattr(datamodule, "normalize", None),
-        "pool": dataset_hash(pool_dataset(datamodule)),
+        "split": split,
+        "pool": dataset_hash(pool_dataset(datamodule, split)),
         "resolution": resolution,
         "in_chans": in_chans,
     }
@@ -250,6 +256,7 @@ def compute_embeddings(
     cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
     backbone_config: dict[str, Any] | None = None,
     progress: bool = True,
+    split: str = POOL,
 ) -> Embeddings:
     """Embed the DataModule's training pool with ``backbone.forward_features``, cached on disk.
 
@@ -263,8 +270,9 @@ def compute_embeddings(
         cache_dir: where ``<key>.pt`` files live; ``None`` disables the cache.
         backbone_config: the backbone's config (class path and init args) when known; part of the key.
         progress: show a progress bar.
+        split: embed ``datasets[split]`` instead of the pool (e.g. ``"test"`` for a linear probe).
     """
-    key, identity = embedding_key(backbone, datamodule, resolution, in_chans, backbone_config)
+    key, identity = embedding_key(backbone, datamodule, resolution, in_chans, backbone_config, split)
     path = Path(cache_dir).expanduser() / f"{key}.pt" if cache_dir is not None else None
     if path is not None and path.is_file():
         saved = torch.load(path, weights_only=True)
@@ -284,6 +292,7 @@ def compute_embeddings(
             in_chans,
             f"embedding {key}",
             progress,
+            split,
         )
     finally:
         backbone.train(was_training).to(original_device)
