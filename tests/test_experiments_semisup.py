@@ -1,0 +1,51 @@
+"""fast_dev_run of every semi-/self-supervised experiment config (CIFAR-10 ones on a tiny fake CIFAR-10)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.helpers import EXPERIMENTS, fast_dev_run
+
+DIGITS = [
+    EXPERIMENTS / "semisup" / "fixmatch_digits.yaml",
+    EXPERIMENTS / "semisup" / "pseudolabel_digits.yaml",
+]
+CIFAR = [
+    EXPERIMENTS / "semisup" / "fixmatch_cifar10_250.yaml",
+    EXPERIMENTS / "pretrain" / "simclr_cifar10.yaml",
+]
+# the tiny CIFAR-10 has 10 training images per class: hold out 20, label 2 per class
+SOURCE = "--data.init_args.source.init_args"
+TINY_CIFAR = (f"{SOURCE}.val_size", "20", f"{SOURCE}.labels_per_class", "2", "--test_after_fit", "false")
+
+
+@pytest.mark.parametrize("config", DIGITS, ids=lambda p: p.stem)
+def test_digits_semisup_config_runs(config, chdir_tmp):
+    cli = fast_dev_run(config, "--test_after_fit", "false")
+    assert "train/mask_rate" in cli.trainer.callback_metrics and "val/acc" in cli.trainer.callback_metrics
+
+
+@pytest.mark.parametrize("config", CIFAR, ids=lambda p: p.stem)
+def test_cifar_configs_run(config, chdir_tmp, cifar_root):
+    cli = fast_dev_run(config, f"{SOURCE}.root", str(cifar_root), *TINY_CIFAR)
+    assert "train/loss" in cli.trainer.callback_metrics
+
+
+def test_simclr_digits_then_probe_of_its_encoder(chdir_tmp):
+    fast_dev_run(EXPERIMENTS / "pretrain" / "simclr_digits.yaml")
+    encoder = chdir_tmp / "checkpoints" / "simclr_digits_encoder.pt"
+    assert encoder.is_file()
+    probe = EXPERIMENTS / "transfer" / "simclr_probe_digits.yaml"
+    cli = fast_dev_run(probe, "--test_after_fit", "false")
+    saved = torch.load(encoder, weights_only=True)
+    loaded = cli.model.backbone.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in saved.items())  # the probe starts from the SimCLR encoder
+    trainable = [n for n, p in cli.model.named_parameters() if p.requires_grad]
+    assert trainable == ["backbone.head.weight", "backbone.head.bias"]
+
+
+def test_probe_without_checkpoint_is_the_random_init_baseline(chdir_tmp):
+    probe = EXPERIMENTS / "transfer" / "simclr_probe_digits.yaml"
+    cli = fast_dev_run(probe, "--model.init_args.backbone_checkpoint", "null", "--test_after_fit", "false")
+    assert cli.model.hparams.backbone_checkpoint is None
