@@ -22,6 +22,17 @@ from torch import Tensor
 from torch.utils.data import Sampler, WeightedRandomSampler
 
 
+def _pass_generator(seed: int, epoch: int, passes: int) -> torch.Generator:
+    """Generator of one pass over a sampler.
+
+    Lightning calls ``set_epoch`` before every epoch (which resets ``passes``), so draws depend
+    on ``(seed, epoch)`` only and a resumed run repeats them. Where nobody calls ``set_epoch``
+    (e.g. inside Lightning's ``DistributedSamplerWrapper`` under DDP) the pass counter still
+    gives every epoch new draws, the same on every rank.
+    """
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + passes)
+
+
 def _members(labels: Tensor, num_classes: int | None) -> list[Tensor]:
     """Indices of each class ``0..K-1``; raises on a class without examples."""
     k = num_classes if num_classes is not None else (int(labels.max()) + 1 if len(labels) else 0)
@@ -161,7 +172,7 @@ class EpochWeightedRandomSampler(WeightedRandomSampler):
     """``WeightedRandomSampler`` whose draws depend only on ``(seed, epoch)``.
 
     Lightning calls :meth:`set_epoch` before each epoch, so a resumed run draws what an
-    uninterrupted one would.
+    uninterrupted one would; without ``set_epoch`` every pass draws anew.
 
     Args:
         weights: float[N] sampling weights (need not sum to 1).
@@ -177,10 +188,11 @@ class EpochWeightedRandomSampler(WeightedRandomSampler):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        self.passes = 0
 
     def __iter__(self) -> Iterator[int]:
-        # a fresh generator per pass: iterating twice in one epoch gives the same draws
-        self.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        self.generator = _pass_generator(self.seed, self.epoch, self.passes)
+        self.passes += 1
         return super().__iter__()
 
 
@@ -235,16 +247,18 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
         self.batch_size = batch_size
         self.seed = seed
         self.num_batches = num_batches if num_batches is not None else math.ceil(len(labels) / batch_size)
-        self.epoch = 0
+        self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        self.passes = 0
 
     def __len__(self) -> int:
         return self.num_batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        generator = _pass_generator(self.seed, self.epoch, self.passes)
+        self.passes += 1
         k = len(self.members)
         queues: list[list[int]] = [[] for _ in range(k)]
 

@@ -77,11 +77,15 @@ def test_weighted_sampler_depends_only_on_seed_and_epoch():
     labels = imbalanced_labels()
     a, b = inverse_frequency_sampler(labels, seed=0), inverse_frequency_sampler(labels, seed=0)
     b.set_epoch(1)
-    first_epoch1 = list(b)
+    epoch1 = list(b)
+    list(a)  # a's epoch 0; then a "resumes" at epoch 1
     a.set_epoch(1)
-    assert list(a) == first_epoch1 == list(b)
+    assert list(a) == epoch1
     a.set_epoch(2)
-    assert list(a) != first_epoch1
+    assert list(a) != epoch1
+    # without set_epoch (as inside DistributedSamplerWrapper) each pass still draws anew
+    c = inverse_frequency_sampler(labels, seed=0)
+    assert list(c) != list(c)
 
 
 def test_class_balanced_batches_hold_each_class_equally():
