@@ -52,7 +52,10 @@ class Classifier(pl.LightningModule):
         backbone_checkpoint: start the backbone from this file: a state dict, or a checkpoint of a
             Classifier, an Autoencoder (its encoder) or an episodic model of this project. The head
             is loaded only where present with the same shape; any other mismatch is an error
-            naming the first mismatching tensor.
+            naming the first mismatching tensor. It is read again when the module is rebuilt
+            (``load_from_checkpoint``, ``ssl-lightning test --config``); pass
+            ``backbone_checkpoint=None`` there if the file has moved (the checkpoint's own
+            weights replace it anyway).
         finetune: ``"full"`` trains everything; ``"linear_probe"`` freezes the backbone but its head.
         backbone_lr_multiplier: the backbone's parameters (all but ``backbone.head``) get the
             optimizer's learning rate times this; the head keeps the optimizer's learning rate.
