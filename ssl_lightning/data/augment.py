@@ -661,36 +661,58 @@ class RandAugment(BatchAugmentation):
 
 
 # ---- ready-made pipelines --------------------------------------------------------------------
-def weak_augmentation(flip: bool = True, translate: float = 0.125) -> Augmentations:
+class WeakAugmentation(Augmentations):
     """FixMatch's weak augmentation: flip-and-shift (Sohn et al. 2020, Sec. 2.3).
+
+    Example config: ``{class_path: ssl_lightning.data.augment.WeakAugmentation, init_args: {flip: false}}``
 
     Args:
         flip: add a horizontal flip with probability 0.5 (turn off for digits and text-like images).
         translate: maximum shift as a fraction of the size (exact pixel shift by pad-and-crop,
             reflection padding).
     """
-    ops: list[BatchAugmentation] = [HorizontalFlip(0.5)] if flip else []
-    ops.append(_FractionPadCrop(translate))
-    return Augmentations(ops)
+
+    def __init__(self, flip: bool = True, translate: float = 0.125) -> None:
+        ops: list[BatchAugmentation] = [HorizontalFlip(0.5)] if flip else []
+        ops.append(_FractionPadCrop(translate))
+        super().__init__(ops)
+
+
+class StrongAugmentation(Augmentations):
+    """FixMatch's strong augmentation: the weak ops, RandAugment, then Cutout (Sohn et al. 2020).
+
+    Example config::
+
+        {class_path: ssl_lightning.data.augment.StrongAugmentation, init_args: {num_ops: 2, cutout: 0.5}}
+
+    Args:
+        flip: see :class:`WeakAugmentation`.
+        translate: see :class:`WeakAugmentation`.
+        num_ops: RandAugment ops per image.
+        magnitude: RandAugment maximum magnitude in ``[0, 1]`` (drawn per image and op).
+        cutout: Cutout square side as a fraction of the image (0 turns it off).
+    """
+
+    def __init__(
+        self, flip: bool = True, translate: float = 0.125, num_ops: int = 2, magnitude: float = 1.0, cutout: float = 0.5
+    ) -> None:
+        ops = WeakAugmentation(flip, translate).ops
+        ops.append(RandAugment(num_ops, magnitude, random_magnitude=True))
+        if cutout > 0:
+            ops.append(Cutout(cutout, value=0.5, p=1.0))
+        super().__init__(ops)
+
+
+def weak_augmentation(flip: bool = True, translate: float = 0.125) -> WeakAugmentation:
+    """The weak pipeline (see :class:`WeakAugmentation`)."""
+    return WeakAugmentation(flip, translate)
 
 
 def strong_augmentation(
     flip: bool = True, translate: float = 0.125, num_ops: int = 2, magnitude: float = 1.0, cutout: float = 0.5
-) -> Augmentations:
-    """FixMatch's strong augmentation: weak ops, RandAugment, then Cutout (Sohn et al. 2020).
-
-    Args:
-        flip: see :func:`weak_augmentation`.
-        translate: see :func:`weak_augmentation`.
-        num_ops: RandAugment ops per image.
-        magnitude: RandAugment maximum magnitude in ``[0, 1]`` (drawn per image).
-        cutout: Cutout square side as a fraction of the image (0 turns it off).
-    """
-    ops = weak_augmentation(flip, translate).ops
-    ops.append(RandAugment(num_ops, magnitude, random_magnitude=True))
-    if cutout > 0:
-        ops.append(Cutout(cutout, value=0.5, p=1.0))
-    return Augmentations(ops)
+) -> StrongAugmentation:
+    """The strong pipeline (see :class:`StrongAugmentation`)."""
+    return StrongAugmentation(flip, translate, num_ops, magnitude, cutout)
 
 
 class _FractionPadCrop(BatchAugmentation):

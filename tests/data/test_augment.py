@@ -230,3 +230,29 @@ def test_datamodule_draws_from_seed_epoch_and_batch_index():
     g1 = augmentation_generator(3, 1, 5)
     g2 = augmentation_generator(3, 1, 5)
     assert torch.equal(data.train_batch_transform(x, torch.zeros(4).long(), g1)[0], Augmentations(data.augment)(x, g2))
+
+
+def test_pipelines_are_configurable_from_yaml_like_config():
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(DigitsDataModule, "data")
+    config = parser.parse_object(
+        {
+            "data": {
+                "augment": [
+                    {"class_path": "ssl_lightning.data.augment.StrongAugmentation", "init_args": {"flip": False}},
+                    {"class_path": "ssl_lightning.data.augment.RandomErasing", "init_args": {"p": 0.3}},
+                ]
+            }
+        }
+    )
+    data = parser.instantiate_classes(config).data
+    strong, erasing = data.augment
+    assert [type(op).__name__ for op in strong.ops] == ["_FractionPadCrop", "RandAugment", "Cutout"]
+    assert erasing.p == 0.3
+    assert [type(op).__name__ for op in strong_augmentation(cutout=0).ops] == [
+        "HorizontalFlip",
+        "_FractionPadCrop",
+        "RandAugment",
+    ]
