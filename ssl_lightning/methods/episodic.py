@@ -148,7 +148,8 @@ class EpisodicModule(pl.LightningModule):
         # compute() all-gathers the per-episode accuracies of every rank, so all ranks agree.
         _, half_width = confidence_interval(metric.compute())
         metric.reset()
-        self.log(f"{stage}/acc_ci95", half_width.float(), sync_dist=False, rank_zero_only=False)
+        # Every rank holds the same value; sync_dist (a mean of equal values) only tells Lightning so.
+        self.log(f"{stage}/acc_ci95", half_width.float(), sync_dist=True)
 
     def training_step(self, batch: Episodes, batch_idx: int) -> Tensor:
         return self._shared_step(batch, "train")

@@ -173,3 +173,32 @@ def test_task_by_task_gradients_equal_one_backward_of_the_mean(cls):
     assert torch.equal(accs_a, accs_b) and accs_a.shape == (3,)
     for a, b in zip(grads_a, grads_b, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+
+
+class _AssertSyncedGradients(pl.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        gathered = trainer.strategy.all_gather(pl_module.backbone.head.bias.grad)
+        assert torch.allclose(gathered[0], gathered[1]), "meta-gradients differ between DDP ranks"
+
+
+@pytest.mark.slow  # spawns 2 processes: ~2 min on a loaded 2-core machine
+def test_ddp_two_processes_sync_meta_gradients_and_test_metrics(chdir_tmp):
+    """2 CPU processes (gloo): task-by-task meta-gradients are all-reduced once per step; test metrics sync."""
+    model = make(MAML, inner_steps=1)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[_AssertSyncedGradients()],
+        limit_val_batches=0,
+    )
+    trainer.fit(model, DataLoader(synthetic_episodes(4, tasks=2, size=SIZE), batch_size=None))
+    (result,) = trainer.test(
+        model, DataLoader(synthetic_episodes(4, tasks=1, size=SIZE, seed=2), batch_size=None), verbose=False
+    )
+    assert 0 <= result["test/acc"] <= 1 and result["test/acc_ci95"] > 0
