@@ -415,12 +415,25 @@ class TextClassificationDataModule(pl.LightningDataModule):
                     )
             feature = part.features[self.label_column]
             names = getattr(feature, "names", None)  # ClassLabel columns store indices
+            if names is not None and split == "train" and not self.class_names:
+                self.class_names = list(names)  # keep the dataset's own label order
             raw = part[self.label_column]
             # ClassLabel index -1 marks an unlabelled example (e.g. GLUE test sets): treated like a missing label.
             labels = [_label_value(v) if names is None else (names[v] if v >= 0 else None) for v in raw]
-            keep = [i for i, (t, lab) in enumerate(zip(part[self.text_column], labels, strict=True)) if t and lab]
             texts = part[self.text_column]
-            tables[split] = TextTable([texts[i] for i in keep], [labels[i] for i in keep], keep, [])
+            keep = [i for i, (text, label) in enumerate(zip(texts, labels, strict=True)) if text and label]
+            if not keep:  # an unlabelled split is held out of train instead, like a missing file
+                log.warning(
+                    "%s split %r has no labelled rows; holding %s out of train", self.hf_dataset, hf_split, split
+                )
+                continue
+            dropped = [i for i in range(len(texts)) if i not in set(keep)]
+            self.skipped_rows[split] = dropped
+            if dropped:
+                log.warning(
+                    "%s split %r: skipped %d rows without text or label", self.hf_dataset, hf_split, len(dropped)
+                )
+            tables[split] = TextTable([texts[i] for i in keep], [labels[i] for i in keep], keep, dropped)
         if "train" not in tables:
             raise ValueError(f"{self.hf_dataset} has no 'train' split; its splits are {list(dataset)}.")
         return tables

@@ -330,3 +330,37 @@ def test_augmentation_is_seeded_per_epoch_and_training_only(tmp_path):
     val_aug = [inputs["input_ids"] for inputs, _ in first.val_dataloader()]
     val_plain = [inputs["input_ids"] for inputs, _ in plain.val_dataloader()]
     assert all(torch.equal(a, b) for a, b in zip(val_aug, val_plain, strict=True))  # evaluation is never augmented
+
+
+# ---- Hugging Face datasets (a stand-in module: tests never download) -------------------------------------
+class FakeSplit:
+    def __init__(self, texts: list[str], labels: list[int], names: list[str]) -> None:
+        self.column_names = ["sentence", "label"]
+        self.features = {"sentence": object(), "label": type("ClassLabel", (), {"names": names})()}
+        self.columns = {"sentence": texts, "label": labels}
+
+    def __getitem__(self, column: str) -> list:
+        return self.columns[column]
+
+
+def test_hf_dataset_class_labels_and_unlabelled_test_split(monkeypatch):
+    import sys
+    import types
+
+    names = ["positive", "negative"]  # the dataset's order, not alphabetical
+    splits = {
+        "train": FakeSplit([f"good {i}" for i in range(6)] + [f"bad {i}" for i in range(6)], [0] * 6 + [1] * 6, names),
+        "validation": FakeSplit(["fine", "awful", ""], [0, 1, 0], names),
+        "test": FakeSplit(["unknown", "texts"], [-1, -1], names),  # GLUE-style: no test labels
+    }
+    calls = []
+    fake = types.ModuleType("datasets")
+    fake.load_dataset = lambda name, config: calls.append((name, config)) or splits
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    dm = TextClassificationDataModule(hf_dataset="glue", hf_config="sst2", text_column="sentence", test_size=4)
+    dm.setup()
+    assert calls == [("glue", "sst2")]
+    assert dm.class_names == names
+    assert dm.datasets["val"].texts == ["fine", "awful"] and dm.datasets["val"].labels == names
+    assert dm.skipped_rows["val"] == [2]
+    assert len(dm.datasets["test"]) == 4 and len(dm.datasets["all"]) == 8  # test held out of train instead
