@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -64,22 +65,24 @@ def _train_round(cfg: Namespace, round_dir: Path, subset: Path, datamodule: pl.L
     """Fit the train config on ``subset``, test the best checkpoint, predict the pool."""
     from ssl_lightning.cli import build_cli
 
-    cli = build_cli(
-        [
-            "fit",
-            "--config",
-            str(cfg.train_config),
-            "--data.init_args.subset_file",
-            str(subset),
-            "--test_after_fit",
-            "false",
-            "--trainer.default_root_dir",
-            str(round_dir),
-            "--trainer.logger.init_args.save_dir",
-            str(round_dir),
-            *cfg.train_args,
-        ]
-    )
+    args = [
+        "fit",
+        "--config",
+        str(cfg.train_config),
+        "--data.init_args.subset_file",
+        str(subset),
+        "--test_after_fit",
+        "false",
+        "--trainer.default_root_dir",
+        str(round_dir),
+        "--trainer.logger.init_args.save_dir",
+        str(round_dir),
+        *cfg.train_args,
+    ]
+    with warnings.catch_warnings():
+        # sys.argv belongs to ssl-lightning-select, not to the training CLI: that warning does not apply.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = build_cli(args)
     trainer, model = cli.trainer, cli.model
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
     # ckpt_path restores the best weights into `model`, which then also scores the pool.
@@ -116,17 +119,9 @@ def _write_curve(workdir: Path, results: list[dict[str, Any]], title: str) -> No
 
 def run_active_learning(cfg: Namespace, datamodule: pl.LightningDataModule, backbone: nn.Module) -> Path:
     """Run (or resume) ``cfg.rounds`` rounds in ``cfg.workdir``; returns the curve CSV path."""
-    from ssl_lightning.selection.cli import embeddings_for, num_classes_of
+    from ssl_lightning.selection.cli import check_arguments, embeddings_for, num_classes_of
 
-    if cfg.workdir is None or cfg.train_config is None:
-        raise ValueError("active learning needs --workdir DIR and --train_config TRAIN.yaml")
-    if cfg.per_round < 1:
-        raise ValueError(f"--per_round must be >= 1, got {cfg.per_round}")
-    if cfg.initial_strategy in UNCERTAINTY_STRATEGIES:
-        raise ValueError(
-            f"--initial_strategy {cfg.initial_strategy} needs a trained model; the seed set needs a strategy "
-            f"without one (typiclust, kmeans, kcenter, random)."
-        )
+    check_arguments(cfg)
     workdir = Path(cfg.workdir)
     needs_embeddings = {cfg.strategy, cfg.initial_strategy} & set(EMBEDDING_STRATEGIES)
     embeddings = embeddings_for(cfg, backbone, datamodule) if needs_embeddings else None

@@ -104,15 +104,7 @@ def num_classes_of(datamodule: pl.LightningDataModule) -> int | None:
 
 def select_once(cfg: Namespace, datamodule: pl.LightningDataModule, backbone: nn.Module) -> Path:
     """One selection: ``budget`` new labels (added to ``--labelled`` if given) -> ``--output``."""
-    if cfg.output is None:
-        raise ValueError("--output is required for a single selection (or give --rounds and --workdir).")
-    if cfg.output.exists():
-        raise FileExistsError(f"{cfg.output} exists; refusing to overwrite a subset file. Choose another --output.")
-    if cfg.strategy in UNCERTAINTY_STRATEGIES:
-        raise ValueError(
-            f"--strategy {cfg.strategy} scores a trained model's predictions; use it in active-learning rounds "
-            f"(--rounds R --train_config TRAIN.yaml --workdir DIR), or pick a seed set with typiclust/kmeans/kcenter."
-        )
+    check_arguments(cfg)
     dataset_name, num_train = type(datamodule).__name__, len(pool_dataset(datamodule))
     labelled = load_subset(cfg.labelled, dataset_name, num_train) if cfg.labelled is not None else []
     oracle = SimulatedOracle(pool_labels(datamodule))
@@ -151,14 +143,37 @@ def select_once(cfg: Namespace, datamodule: pl.LightningDataModule, backbone: nn
     return path
 
 
+def check_arguments(cfg: Namespace) -> None:
+    """Fail on impossible requests before anything expensive is built."""
+    if cfg.budget < 1:
+        raise ValueError(f"--budget must be >= 1, got {cfg.budget}")
+    if cfg.rounds > 0:
+        if cfg.workdir is None or cfg.train_config is None:
+            raise ValueError("active learning (--rounds > 0) needs --workdir DIR and --train_config TRAIN.yaml")
+        if cfg.per_round < 1:
+            raise ValueError(f"--per_round must be >= 1, got {cfg.per_round}")
+        if cfg.initial_strategy in UNCERTAINTY_STRATEGIES:
+            raise ValueError(
+                f"--initial_strategy {cfg.initial_strategy} needs a trained model; the seed set needs a strategy "
+                f"without one (typiclust, kmeans, kcenter, random)."
+            )
+        return
+    if cfg.output is None:
+        raise ValueError("--output is required for a single selection (or give --rounds and --workdir).")
+    if cfg.output.exists():
+        raise FileExistsError(f"{cfg.output} exists; refusing to overwrite a subset file. Choose another --output.")
+    if cfg.strategy in UNCERTAINTY_STRATEGIES:
+        raise ValueError(
+            f"--strategy {cfg.strategy} scores a trained model's predictions; use it in active-learning rounds "
+            f"(--rounds R --train_config TRAIN.yaml --workdir DIR), or pick a seed set with typiclust/kmeans/kcenter."
+        )
+
+
 def run(args: list[str] | None = None) -> Path:
     """Parse ``args`` (default ``sys.argv[1:]``), then select once or run the active-learning loop."""
     parser = build_parser()
     cfg = parser.parse_args(args)
-    if cfg.budget < 1:
-        raise ValueError(f"--budget must be >= 1, got {cfg.budget}")
-    if cfg.rounds == 0 and cfg.output is not None and cfg.output.exists():
-        raise FileExistsError(f"{cfg.output} exists; refusing to overwrite a subset file. Choose another --output.")
+    check_arguments(cfg)
     if cfg.train_config is not None:
         cfg.train_config = Path(cfg.train_config.absolute)
     # Like LightningCLI's seed_everything: the same config always builds the same backbone, so a

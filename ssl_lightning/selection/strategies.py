@@ -117,7 +117,7 @@ def cluster(features: np.ndarray, num_clusters: int, seed: int) -> tuple[np.ndar
     if num_clusters <= 50:
         km = KMeans(n_clusters=num_clusters, n_init=1, random_state=seed)
     else:
-        km = MiniBatchKMeans(n_clusters=num_clusters, batch_size=5000, n_init=3, random_state=seed)
+        km = MiniBatchKMeans(n_clusters=num_clusters, batch_size=5000, random_state=seed)
     assignments = km.fit_predict(features)
     return assignments.astype(np.int64), km.cluster_centers_.astype(np.float32)
 
