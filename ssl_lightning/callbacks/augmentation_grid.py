@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
@@ -45,7 +47,13 @@ class AugmentationGrid(pl.Callback):
         x = datamodule.to_float(images)
         generator = augmentation_generator(datamodule.seed, -1, 0, device)
         repeated = x.repeat_interleave(self.views, dim=0)
-        augmented, _ = datamodule.train_batch_transform(repeated, labels.repeat_interleave(self.views), generator)
+        transform = datamodule.train_batch_transform
+        args = (repeated, labels.repeat_interleave(self.views))
+        # wrappers may override the hook as (x, y); then it draws from its own per-batch generator
+        if "generator" in inspect.signature(transform).parameters:
+            augmented, _ = transform(*args, generator=generator)
+        else:
+            augmented, _ = transform(*args)
         rows = torch.cat([x.unsqueeze(1), augmented.view(len(x), self.views, *x.shape[1:])], dim=1)
         return rows.flatten(0, 1).clamp(0, 1)
 

@@ -387,7 +387,8 @@ class ImageDataModule(pl.LightningDataModule):
             self._transform_calls += 1
             return augmentation_generator(self.seed, -1, self._transform_calls, device)
         step = trainer.fit_loop.epoch_loop.batch_progress.current.ready
-        return augmentation_generator(self.seed, trainer.current_epoch, step, device)
+        # one stream per rank (ranks see different images; their augmentations should be independent too)
+        return augmentation_generator(self.seed + 7919 * trainer.global_rank, trainer.current_epoch, step, device)
 
     def train_batch_transform(
         self, x: Tensor, y: Tensor, generator: torch.Generator | None = None
