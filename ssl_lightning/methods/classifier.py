@@ -59,6 +59,8 @@ class Classifier(pl.LightningModule):
         finetune: ``"full"`` trains everything; ``"linear_probe"`` freezes the backbone but its head.
         backbone_lr_multiplier: the backbone's parameters (all but ``backbone.head``) get the
             optimizer's learning rate times this; the head keeps the optimizer's learning rate.
+        reset_head: keep the backbone's fresh head even where ``backbone_checkpoint`` has one of
+            the same shape (source -> target transfer to other classes).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class Classifier(pl.LightningModule):
         backbone_checkpoint: str | None = None,
         finetune: Literal["full", "linear_probe"] = "full",
         backbone_lr_multiplier: float = 1.0,
+        reset_head: bool = False,
     ) -> None:
         super().__init__()
         save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"])
@@ -81,7 +84,10 @@ class Classifier(pl.LightningModule):
             raise ValueError(f"backbone_lr_multiplier must be >= 0, got {backbone_lr_multiplier}")
         self.backbone = backbone
         if backbone_checkpoint is not None:
-            load_weights(backbone, read_state_dict(backbone_checkpoint), backbone_checkpoint, optional=("head.",))
+            state = read_state_dict(backbone_checkpoint)
+            if reset_head:
+                state = {key: value for key, value in state.items() if not key.startswith("head.")}
+            load_weights(backbone, state, backbone_checkpoint, optional=("head.",))
         self.backbone_lr_multiplier = backbone_lr_multiplier
         self.backbone_frozen = False
         self.set_backbone_frozen(finetune == "linear_probe")

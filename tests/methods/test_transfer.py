@@ -197,3 +197,17 @@ def test_class_subset_keeps_and_relabels_classes():
     assert set(subset.datasets["test"].labels.tolist()) == {0, 1, 2}
     with pytest.raises(ValueError, match=r"classes \[12\] do not exist"):
         ClassSubsetDataModule(DigitsDataModule(), [1, 12]).setup("fit")
+
+
+def test_reset_head_keeps_a_fresh_head_of_the_same_shape(chdir_tmp):
+    source = Classifier(lenet(5))
+    torch.save(source.backbone.state_dict(), chdir_tmp / "source.pt")
+    torch.manual_seed(0)
+    kept = Classifier(lenet(5), backbone_checkpoint=str(chdir_tmp / "source.pt"))
+    torch.manual_seed(0)
+    fresh = Classifier(lenet(5), backbone_checkpoint=str(chdir_tmp / "source.pt"), reset_head=True)
+    torch.manual_seed(0)
+    untouched = Classifier(lenet(5))
+    assert torch.equal(kept.backbone.head.weight, source.backbone.head.weight)
+    assert torch.equal(fresh.backbone.head.weight, untouched.backbone.head.weight)
+    assert torch.equal(fresh.backbone.features[0].weight, source.backbone.features[0].weight)
