@@ -117,3 +117,37 @@ def test_knn_monitor_needs_a_labelled_bank(chdir_tmp):
 def test_wrong_batch_is_a_clear_error():
     with pytest.raises(ValueError, match="TwoViewDataModule"):
         SimCLR(lenet()).training_step((torch.randn(2, 1, 8, 8), torch.zeros(2)), 0)
+
+
+def _gathered_loss_worker(rank: int, init_file: str, z0: torch.Tensor, z1: torch.Tensor, out: dict) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        half = len(z0) // 2
+        local0 = z0[rank * half : (rank + 1) * half].clone().requires_grad_(True)
+        local1 = z1[rank * half : (rank + 1) * half].clone()
+        loss = nt_xent(local0, local1, temperature=0.5, gather_distributed=True)
+        loss.backward()
+        out[rank] = (loss.item(), local0.grad.clone())
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_nt_xent_gathered_over_two_ranks_equals_the_full_batch_loss(tmp_path):
+    """Under DDP each rank's local loss uses every rank's negatives; their mean is the full-batch loss."""
+    import torch.multiprocessing as mp
+
+    g = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
+    out = mp.Manager().dict()
+    mp.spawn(_gathered_loss_worker, args=(str(tmp_path / "init"), z0, z1, out), nprocs=2, join=True)
+    expected = nt_xent(z0, z1, temperature=0.5)
+    assert (out[0][0] + out[1][0]) / 2 == pytest.approx(expected.item(), abs=1e-5)
+    # all_gather's backward sums every rank's loss gradient into the local rows; DDP then averages over the
+    # 2 ranks, so half the local gradient must equal the full-batch loss gradient of those rows
+    full0 = z0.clone().requires_grad_(True)
+    nt_xent(full0, z1, temperature=0.5).backward()
+    for rank in (0, 1):
+        assert torch.allclose(out[rank][1] / 2, full0.grad[rank * 4 : (rank + 1) * 4], atol=1e-6)
