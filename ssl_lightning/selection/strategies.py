@@ -253,10 +253,12 @@ def kcenter_selection(embeddings: np.ndarray, budget: int, labelled: Sequence[in
     for start in range(0, len(centres), CHUNK):
         block = squared_distances(x[centres[start : start + CHUNK]], x)
         nearest = np.minimum(nearest, block.min(axis=0))
+    norms = (x * x).sum(axis=1)  # once, not per pick: each pick then costs one matrix-vector product
     while len(picked) < budget:
         far = int(np.argmax(nearest))  # labelled/picked items have distance 0 and never win
         picked.append(far)
-        nearest = np.minimum(nearest, squared_distances(x[far][None], x)[0])
+        distance = np.maximum(norms + norms[far] - 2.0 * (x @ x[far]), 0.0)
+        np.minimum(nearest, distance, out=nearest)
         nearest[far] = 0.0
     return np.array(picked, dtype=np.int64)
 
