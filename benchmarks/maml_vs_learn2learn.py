@@ -9,11 +9,13 @@ seeded 5-way 1-shot tasks (28x28, like Omniglot) with Adam, second-order MAML:
 * learn2learn 0.2.0: the loop of its examples, ``learner = maml.clone()``, ``learner.adapt(...)``
   per inner step, ``backward`` of each task's query loss divided by the meta-batch.
 
-Every measurement runs in a fresh subprocess so that the peak memory of one does not hide
-another's: on CPU the peak is the growth of the process's maximum resident set size over its
-size before the first meta-step; on CUDA it is ``torch.cuda.max_memory_allocated`` over the
-allocation before the first step. A second part runs 500 meta-steps of each and reports the
-memory after step 50 and after the last step (a leak shows as growth).
+Times are medians over meta-steps that alternate between the two implementations in one
+process (so a shared machine's changing load hits both alike). Peak memory is measured for
+each implementation alone in a fresh subprocess: on CPU the peak is the growth of the
+process's maximum resident set size over its size before the first meta-step; on CUDA it is
+``torch.cuda.max_memory_allocated`` over the allocation before the first step. A second
+part runs 500 meta-steps of each and reports the memory after step 50 and after the last
+step (a leak shows as growth).
 
 Usage::
 
@@ -135,6 +137,32 @@ def worker(args: argparse.Namespace) -> dict:
     return {"impl": args.impl, "seconds_per_step": seconds, "peak_mib": peak, "last_loss": loss, "trace": trace}
 
 
+def interleaved_times(args: argparse.Namespace) -> dict:
+    """Median seconds per meta-step of both implementations, alternating step by step in one process.
+
+    Alternating cancels most of the drift of a shared machine's load between the two.
+    """
+    import statistics
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    cuda = args.device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    batch = make_tasks(args.meta_batch, args.n_query, args.device)
+    steps = {impl: build(impl, args.inner_steps, args.inner_lr, args.device) for impl in ("ours", "l2l")}
+    times: dict[str, list[float]] = {impl: [] for impl in steps}
+    for i in range(args.warmup + args.steps):
+        for impl in ("ours", "l2l") if i % 2 else ("l2l", "ours"):
+            sync()
+            start = time.perf_counter()
+            steps[impl](batch)
+            sync()
+            if i >= args.warmup:
+                times[impl].append(time.perf_counter() - start)
+    return {impl: statistics.median(values) for impl, values in times.items()}
+
+
 def run_worker(impl: str, meta_batch: int, inner_steps: int, steps: int, args: argparse.Namespace, trace_every=0):
     command = [
         sys.executable, __file__, "--worker", impl, "--meta-batch", str(meta_batch), "--inner-steps",
@@ -153,20 +181,20 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="meta-batch 8 and 32, 1 and 5 inner steps, 5 timed steps")
     parser.add_argument("--meta-batch", type=int, nargs="+", default=None)
     parser.add_argument("--inner-steps", type=int, nargs="+", default=None)
-    parser.add_argument("--steps", type=int, default=None, help="timed meta-steps per measurement")
+    parser.add_argument("--steps", type=int, default=None, help="timed meta-steps per implementation")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--growth-steps", type=int, default=500, help="meta-steps of the memory-growth run (0: skip)")
-    parser.add_argument("--growth-meta-batch", type=int, default=2)
+    parser.add_argument("--growth-meta-batch", type=int, default=1)
     parser.add_argument("--n-query", type=int, default=5, help="query images per class")
     parser.add_argument("--inner-lr", type=float, default=0.4)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (same for both)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--worker", choices=["ours", "l2l"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["ours", "l2l", "both"], help=argparse.SUPPRESS)
     parser.add_argument("--trace-every", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:  # one measurement; the lists hold a single value here
         args.impl, args.meta_batch, args.inner_steps = args.worker, args.meta_batch[0], args.inner_steps[0]
-        print(json.dumps(worker(args)))
+        print(json.dumps(interleaved_times(args) if args.worker == "both" else worker(args)))
         return
     try:
         import learn2learn  # noqa: F401
@@ -174,18 +202,19 @@ def main() -> None:
         sys.exit("learn2learn is not installed: run `bash scripts/install_learn2learn.sh` first.")
     meta_batches = args.meta_batch or ([8, 32] if args.full else [8])
     inner_steps = args.inner_steps or [1, 5]
-    timed = args.steps or (5 if args.full else 2)
-    print(f"device={args.device} threads={args.threads} conv4 {N_WAY}-way {K_SHOT}-shot {args.n_query} queries, "
-          f"{IMAGE}x{IMAGE}, second order; {timed} timed meta-steps after {args.warmup} warm-up")  # fmt: skip
+    timed = args.steps or (5 if args.full else 3)
+    print(
+        f"device={args.device} threads={args.threads} conv4 {N_WAY}-way {K_SHOT}-shot {args.n_query} queries, "
+        f"{IMAGE}x{IMAGE}, second order; time: median of {timed} alternating meta-steps after {args.warmup} warm-up"
+    )
     print(f"{'meta-batch':>10} {'steps':>5} | {'ours s/step':>11} {'l2l s/step':>10} {'time x':>7} | "
           f"{'ours MiB':>8} {'l2l MiB':>8} {'mem x':>6}")  # fmt: skip
     for mb in meta_batches:
         for steps in inner_steps:
-            # alternate the order so that a drift in machine load does not always favour one side
-            order = ["ours", "l2l"] if (mb + steps) % 2 else ["l2l", "ours"]
-            result = {impl: run_worker(impl, mb, steps, timed, args) for impl in order}
-            ours, ref = result["ours"], result["l2l"]
-            t_ours, t_ref = ours["seconds_per_step"], ref["seconds_per_step"]
+            times = run_worker("both", mb, steps, timed, args)
+            # memory: each implementation alone in a fresh process, one measured meta-step
+            ours, ref = (run_worker(impl, mb, steps, 1, args) for impl in ("ours", "l2l"))
+            t_ours, t_ref = times["ours"], times["l2l"]
             m_ours, m_ref = ours["peak_mib"], ref["peak_mib"]
             print(
                 f"{mb:>10} {steps:>5} | {t_ours:>11.3f} {t_ref:>10.3f} {t_ours / t_ref:>6.2f}x | "
@@ -205,6 +234,7 @@ def main() -> None:
                 f"every {every} steps: {[round(m, 1) for _, m in trace]}",
                 flush=True,
             )
+
 
 if __name__ == "__main__":
     main()
