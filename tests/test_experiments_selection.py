@@ -107,9 +107,9 @@ def test_digits_effnet_selects(chdir_tmp):
             "--config",
             str(SELECTION / "digits_effnet.yaml"),
             "--data.init_args.test_size",
-            "1000",
+            "1400",
             "--data.init_args.val_size",
-            "500",
+            "300",
             "--backbone.init_args.input_size",
             "32",
             "--budget",
@@ -121,4 +121,4 @@ def test_digits_effnet_selects(chdir_tmp):
         ]
     )
     payload = selected(chdir_tmp / "s.json")
-    assert payload["num_train"] == 297 and len(payload["indices"]) == 20
+    assert payload["num_train"] == 97 and len(payload["indices"]) == 20
