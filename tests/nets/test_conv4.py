@@ -10,6 +10,14 @@ import torch
 from ssl_lightning.nets.conv4 import Conv4, conv4
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize(("size", "channels", "features"), [(28, 1, 64), (84, 3, 1600), (16, 1, 64)])
 def test_feature_sizes_of_the_papers(size, channels, features):
     net = conv4(num_classes=5, in_chans=channels, input_size=size)
