@@ -3,7 +3,7 @@
 Every LightningModule and LightningDataModule can be named by class path (subclass mode
 for both), so a new method or dataset needs no change here. Defaults a config can
 override: a fixed seed, TensorBoard logging under ``lightning_logs/``, a ``ModelCheckpoint``
-on ``val/acc`` (plus ``last.ckpt``) and a rich progress bar.
+on ``val/acc``, a latest-every-epoch checkpoint linked as ``last.ckpt``, a rich progress bar.
 
 Example::
 
@@ -30,15 +30,22 @@ TRAINER_DEFAULTS: dict[str, Any] = {
         "init_args": {"save_dir": ".", "name": "lightning_logs"},
     },
     "callbacks": [
+        # Best on val/acc: what --ckpt_path best and test_after_fit use (listed first, so it is
+        # trainer.checkpoint_callback).
         {
             "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
             "init_args": {
                 "monitor": "val/acc",
                 "mode": "max",
-                "save_last": True,
                 "filename": "best-{epoch}-{step}",
                 "auto_insert_metric_name": False,
             },
+        },
+        # Latest, every epoch, with last.ckpt linked to it: for --ckpt_path last. (A monitored
+        # callback's save_last only rewrites last.ckpt when the monitored value improves.)
+        {
+            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+            "init_args": {"filename": "latest-{epoch}-{step}", "save_last": "link", "auto_insert_metric_name": False},
         },
         {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},
         {"class_path": "lightning.pytorch.callbacks.RichModelSummary", "init_args": {"max_depth": 2}},
