@@ -3,6 +3,7 @@ Every checkpoint a method writes loads with torch.load(..., weights_only=True)."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,7 @@ METHODS = {
 
 def run(config: str, extra: list[str], seed: int, workdir: Path) -> tuple[dict[str, float], Path | None]:
     workdir.mkdir(parents=True, exist_ok=True)
+    os.chdir(workdir)  # relative outputs (encoder exports) of the two runs must not meet
     args = ["fit", "--config", str(EXPERIMENTS / config), *SHORT, *extra, "--seed_everything", str(seed),
             "--trainer.default_root_dir", str(workdir)]
     cli = run_cli(*args)

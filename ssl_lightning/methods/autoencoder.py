@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Literal
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from ssl_lightning.methods.export import EncoderExport
 from ssl_lightning.methods.hparams import save_plain_hyperparameters
 from ssl_lightning.nets.decoder import ConvDecoder
 
@@ -21,7 +20,7 @@ log = logging.getLogger(__name__)
 STAGES = ("train", "val", "test")
 
 
-class Autoencoder(pl.LightningModule):
+class Autoencoder(EncoderExport):
     """Reconstruct images through any contract backbone's features (Hinton & Salakhutdinov 2006).
 
     The encoder is a backbone with ``num_classes=0`` (its head is reset to the identity if not);
@@ -184,17 +183,6 @@ class Autoencoder(pl.LightningModule):
             self.global_step,
             len(originals),
         )
-
-    def save_encoder(self, path: str | Path) -> Path:
-        """Write the encoder's state dict (CPU tensors) for ``Classifier(backbone_checkpoint=path)``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({key: value.detach().cpu() for key, value in self.encoder.state_dict().items()}, path)
-        return path
-
-    def on_fit_end(self) -> None:
-        if self.encoder_path is not None and self.trainer.is_global_zero:
-            log.info("Autoencoder: encoder saved to %s", self.save_encoder(self.encoder_path))
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -14,6 +12,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from ssl_lightning.methods.export import EncoderExport
 from ssl_lightning.methods.hparams import save_plain_hyperparameters
 from ssl_lightning.methods.losses import NTXentLoss
 
@@ -36,7 +35,7 @@ def knn_predict(
     return votes.sum(dim=1)
 
 
-class SimCLR(pl.LightningModule):
+class SimCLR(EncoderExport):
     """SimCLR: agree on two augmented views of an image through a projection head (Chen et al. 2020).
 
     The encoder is any contract backbone with ``num_classes=0`` (its head is reset to the
@@ -181,17 +180,6 @@ class SimCLR(pl.LightningModule):
         self._knn_step(batch, "test")
 
     # ---- transfer -------------------------------------------------------------------------
-    def save_encoder(self, path: str | Path) -> Path:
-        """Write the encoder's state dict (CPU tensors) for ``Classifier(backbone_checkpoint=path)``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({key: value.detach().cpu() for key, value in self.encoder.state_dict().items()}, path)
-        return path
-
-    def on_fit_end(self) -> None:
-        if self.encoder_path is not None and self.trainer.is_global_zero:
-            log.info("SimCLR: encoder saved to %s", self.save_encoder(self.encoder_path))
-
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
