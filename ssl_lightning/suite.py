@@ -130,13 +130,27 @@ def finished_keys(rows: list[dict[str, str]]) -> set[tuple[str, str, str]]:
     return {(r["method"], r["labels_per_class"], r["seed"]) for r in rows if r["status"] == "ok"}
 
 
+def override_config(folder: Path, key: str, value: int | None) -> Path:
+    """A YAML that sets one dotted key (``--data.init_args.labels_per_class``) to ``value``."""
+    parts = key.lstrip("-").split(".")
+    tree: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        tree = {part: tree}
+    path = folder / "overrides" / f"{'.'.join(parts)}={value}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
 def run_one(suite: SuiteSpec, method: MethodSpec, labels: int | None, seed: int) -> dict[str, Any]:
     """Train and test one configuration in-process; never raises for a failed run."""
     from ssl_lightning.cli import build_cli
 
     name = f"{method.name}/lpc_{'all' if labels is None else labels}/seed_{seed}"
     args = ["fit", "--config", method.config, *method.overrides, *suite.trainer_overrides]
-    args += [method.labels_key, "null" if labels is None else str(labels)]
+    # As a config file, not a flag: jsonargparse rejects "null" for a flag nested inside a
+    # subclass argument (e.g. --data.init_args.source.init_args.labels_per_class null).
+    args += ["--config", str(override_config(suite.output_dir, method.labels_key, labels))]
     for key in method.seed_keys:
         args += [key, str(seed)]
     args += [
