@@ -231,7 +231,10 @@ def write_plot(table: dict[str, dict[str, tuple[float, float, int]]], metric: st
         ax.errorbar(xs, [row[lab][0] for lab in labels], yerr=[row[lab][1] for lab in labels], marker="o",
                     capsize=3, label=method)
     ax.set_xscale("log")
-    ax.set_xlabel("labels per class (rightmost: all)")
+    ticks = sorted({lab for row in table.values() for lab in row}, key=labels_order)
+    ax.set_xticks([all_x if lab == "all" else float(lab) for lab in ticks], ticks)
+    ax.minorticks_off()
+    ax.set_xlabel("labels per class")
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     ax.legend()
