@@ -31,6 +31,7 @@ from ssl_lightning.data.resampling import (
     oversample,
     undersample,
 )
+from ssl_lightning.data.resumable import ResumableDataLoader
 from ssl_lightning.data.splits import class_counts, per_class_subset, stratified_split
 from ssl_lightning.data.subset_file import load_subset, save_subset
 
@@ -333,8 +334,9 @@ class ImageDataModule(pl.LightningDataModule):
             experiment.add_text("data/labelled_class_counts", f"| class | labelled |\n|---|---|\n{rows}", 0)
 
     # ---- loaders -----------------------------------------------------------------------
-    def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
-        return DataLoader(
+    def _loader(self, dataset: Dataset, sampler: Sampler | None = None, resumable: bool = False) -> DataLoader:
+        # training loaders resume mid-epoch from a checkpoint (see ssl_lightning.data.resumable)
+        return (ResumableDataLoader if resumable else DataLoader)(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
@@ -346,13 +348,13 @@ class ImageDataModule(pl.LightningDataModule):
         dataset = self.datasets[self.train_pool]
         if self.sampler == "class_balanced":
             batches = ClassBalancedBatchSampler(dataset.labels, self.batch_size, self.seed, None, len(self.class_names))
-            return DataLoader(
+            return ResumableDataLoader(
                 dataset, batch_sampler=batches, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
             )
         if self.sampler == "weighted":
             weighted = inverse_frequency_sampler(dataset.labels, self.seed, None, len(self.class_names))
-            return self._loader(dataset, weighted)
-        return self._loader(dataset, EpochSeededSampler(len(dataset), self.seed))
+            return self._loader(dataset, weighted, resumable=True)
+        return self._loader(dataset, EpochSeededSampler(len(dataset), self.seed), resumable=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["val"])

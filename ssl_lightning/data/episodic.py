@@ -27,6 +27,7 @@ from ssl_lightning.data.episodes import (
     episodes_per_rank,
     mix_seed,
 )
+from ssl_lightning.data.resumable import ResumableDataLoader
 
 log = logging.getLogger(__name__)
 
@@ -469,7 +470,8 @@ class EpisodicDataModule(pl.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         train = split == "train"
         sampler = self._sampler(split)
-        return DataLoader(
+        # training loaders resume mid-epoch from a checkpoint (see ssl_lightning.data.resumable)
+        return (ResumableDataLoader if train else DataLoader)(
             self.datasets[split],
             sampler=sampler,
             batch_size=self.tasks_per_batch if train else 1,

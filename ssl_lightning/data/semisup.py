@@ -36,6 +36,7 @@ from ssl_lightning.data.augment import (
     weak_augmentation,
 )
 from ssl_lightning.data.base import EpochSeededSampler, ImageDataModule
+from ssl_lightning.data.resumable import ResumableDataLoader
 
 
 class RepeatedSeededSampler(Sampler[int]):
@@ -142,8 +143,9 @@ class _SourceWrapper(pl.LightningDataModule):
 
     def _train_loader(self, dataset: Any, batch_size: int, sampler: Sampler) -> DataLoader:
         workers = self.source.num_workers
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                          persistent_workers=workers > 0)  # fmt: skip
+        # resumes mid-epoch from a checkpoint (see ssl_lightning.data.resumable)
+        return ResumableDataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                                   persistent_workers=workers > 0)  # fmt: skip
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self.trainer is not None and self.trainer.training:
