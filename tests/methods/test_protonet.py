@@ -55,7 +55,8 @@ def test_loss_of_hand_computed_episode():
     logits = model.task_logits(support_x, support_y, query_x, n_way=2)
     assert torch.allclose(logits, torch.tensor([[-1.0, -1.0], [0.0, -4.0]]))
     batch = tuple(t.unsqueeze(0).repeat(3, *[1] * t.ndim) for t in (support_x, support_y, query_x, query_y))
-    loss = model._episodes_step(batch, "val")  # T = 3 identical tasks: mean = one task's loss
+    loss, accs = model.meta_loss(batch)  # T = 3 identical tasks: mean = one task's loss
+    assert torch.equal(accs, torch.full((3,), 0.5))  # the tie goes to class 0 (right), (0, 0) to class 0 (wrong)
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
