@@ -48,12 +48,22 @@ class KillAtStep(pl.Callback):
 
 
 class PersistentMetricStates(pl.Callback):
-    """Save torchmetrics states in checkpoints, so epoch-level train metrics survive a mid-epoch resume."""
+    """Save torchmetrics states in checkpoints, so epoch-level train metrics survive a mid-epoch resume.
+
+    The states are cleared at the first batch of every epoch: a checkpoint written at the end of an
+    epoch still holds that epoch's states, which must not leak into the next one.
+    """
 
     def setup(self, trainer, pl_module, stage) -> None:
         for module in pl_module.modules():
             if isinstance(module, Metric):
                 module.persistent(True)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            for module in pl_module.modules():
+                if isinstance(module, Metric):
+                    module.reset()
 
 
 class Record(pl.Callback):
