@@ -93,7 +93,9 @@ def _fit(*args: str) -> object:
 def test_resumed_run_reproduces_uninterrupted_augmented_run(chdir_tmp):
     # final weights are compared in memory: last.ckpt is only rewritten when val/acc improves
     straight = _fit("--trainer.max_epochs", "2").model.state_dict()
-    first = Path(_fit("--trainer.max_epochs", "1").trainer.checkpoint_callback.last_model_path)
+    trainer = _fit("--trainer.max_epochs", "1").trainer
+    # The CLI's default callbacks: best on val/acc, then latest (the one that writes last.ckpt).
+    first = Path(next(c.last_model_path for c in trainer.checkpoint_callbacks if c.last_model_path))
     resumed = _fit("--trainer.max_epochs", "2", "--ckpt_path", str(first)).model.state_dict()
     for name, value in straight.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
