@@ -85,6 +85,22 @@ def check_checkpoint_class(ckpt_path: str | os.PathLike | None, configured_class
         )
 
 
+def resolve_last_checkpoint(config: Any) -> str | None:
+    """The newest ``last*.ckpt`` of earlier runs: ``<save_dir>/<name>/version_*/checkpoints``.
+
+    Lightning looks for ``--ckpt_path last`` in the new run's own (empty) version folder, so
+    without this a resumed run would warn and train from scratch.
+    """
+    trainer = config.get("trainer") or {}
+    logger = trainer.get("logger")
+    if not hasattr(logger, "get"):  # False/None/a list: Lightning's own lookup applies
+        return None
+    init_args = logger.get("init_args") or {}
+    root = Path(init_args.get("save_dir") or trainer.get("default_root_dir") or ".", init_args.get("name") or "")
+    found = [p for p in root.glob("*/checkpoints/last*.ckpt") if p.exists()]
+    return str(max(found, key=lambda p: p.stat().st_mtime_ns)) if found else None
+
+
 def check_learning_rates(config: Any) -> None:
     """A non-positive optimizer lr in the config is an error naming the key (any method)."""
     model = config.get("model") if hasattr(config, "get") else None
@@ -118,6 +134,8 @@ class SSLLightningCLI(LightningCLI):
         if subcommand:
             config = self.config[subcommand]
             check_learning_rates(config)
+            if config.get("ckpt_path") == "last" and (last := resolve_last_checkpoint(config)) is not None:
+                config.ckpt_path = last
             model = config.get("model")
             check_checkpoint_class(config.get("ckpt_path"), model.get("class_path") if model else None)
         super()._parse_ckpt_path()

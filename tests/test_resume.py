@@ -205,15 +205,14 @@ def test_second_run_leaves_first_runs_logs_and_checkpoints_untouched(chdir_tmp):
     assert any(name.startswith("checkpoints/") for name in second) and "config.yaml" in second
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py: ckpt_path='last' is looked up in the new run's version_N+1/checkpoints, which is empty, so "
-    "Lightning warns and trains from scratch; the CLI should resolve 'last' in the latest earlier version.",
-)
 def test_ckpt_path_last_resumes_the_previous_run(chdir_tmp):
     run_cli("fit", *QUICK)
     cli = run_cli("fit", *QUICK, "--trainer.max_steps=6", "--ckpt_path=last")
     assert cli.trainer.ckpt_path is not None and "version_0" in str(cli.trainer.ckpt_path)
+    assert cli.trainer.global_step == 6  # continued from step 3, did not restart
+    assert (chdir_tmp / "lightning_logs" / "version_1").is_dir()  # the resumed run logs to a new version
+    again = run_cli("fit", *QUICK, "--trainer.max_steps=9", "--ckpt_path=last")
+    assert "version_1" in str(again.trainer.ckpt_path) and again.trainer.global_step == 9
 
 
 # ---- the loader alone --------------------------------------------------------------------------------------
