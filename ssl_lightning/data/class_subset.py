@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ssl_lightning.data.base import EpochSeededSampler, ImageBatch, ImageDataModule, InMemoryImageDataset
+from ssl_lightning.data.base import EpochSeededSampler, ImageDataModule, InMemoryImageDataset
 
 
 class ClassSubsetDataModule(pl.LightningDataModule):
@@ -124,12 +124,8 @@ class ClassSubsetDataModule(pl.LightningDataModule):
             )
         return x, y
 
-    def on_after_batch_transfer(self, batch: ImageBatch, dataloader_idx: int) -> ImageBatch:
-        images, labels = batch
-        x = self.to_float(images)
-        if self.trainer is not None and self.trainer.training:
-            x, labels = self.train_batch_transform(x, labels)
-        return self.standardize(x), labels
+    # The base class's conversion, running through the delegating hooks above.
+    on_after_batch_transfer = ImageDataModule.on_after_batch_transfer
 
     def state_dict(self) -> dict[str, Any]:
         return {}
