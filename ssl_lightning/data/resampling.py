@@ -253,6 +253,16 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
         self.passes = 0
 
+    @property
+    def sampler(self) -> ClassBalancedBatchSampler:
+        """This batch sampler itself, so that Lightning calls its :meth:`set_epoch`.
+
+        Lightning calls ``set_epoch`` only on ``loader.sampler`` and ``loader.batch_sampler.sampler``
+        (``lightning.fabric.utilities.data._set_sampler_epoch``), never on ``loader.batch_sampler``;
+        without this its draws would follow the pass counter, which restarts after a resume.
+        """
+        return self
+
     def __len__(self) -> int:
         return self.num_batches
 

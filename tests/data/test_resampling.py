@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from lightning.fabric.utilities.data import _set_sampler_epoch  # what Lightning's fit loop calls every epoch
+from torch.utils.data import DataLoader, TensorDataset
 
 from ssl_lightning.data import DigitsDataModule
 from ssl_lightning.data.resampling import (
@@ -108,6 +109,25 @@ def test_class_balanced_smaller_batches_than_classes_are_balanced_over_many_batc
     assert torch.allclose(freq, torch.full((10,), 0.1, dtype=torch.double), atol=0.01)
     for batch in list(sampler)[:50]:
         assert len(set(labels[batch].tolist())) == 4  # distinct classes within a batch
+
+
+def test_lightning_sets_the_epoch_of_a_class_balanced_batch_sampler():
+    labels = imbalanced_labels()
+
+    def make() -> DataLoader:
+        sampler = ClassBalancedBatchSampler(labels, batch_size=6, seed=2, num_batches=4)
+        return DataLoader(TensorDataset(torch.arange(len(labels))), batch_sampler=sampler)
+
+    def epoch(loader: DataLoader, number: int) -> list[list[int]]:
+        _set_sampler_epoch(loader, number)
+        return [batch.tolist() for (batch,) in loader]
+
+    loader = make()
+    epochs = [epoch(loader, n) for n in range(3)]
+    assert loader.batch_sampler.epoch == 2
+    assert epochs[0] != epochs[1] != epochs[2]
+    # a resumed run: a fresh sampler (pass counter 0) that Lightning moves straight to epoch 2
+    assert epoch(make(), 2) == epochs[2]
 
 
 def test_datamodule_imbalance_then_oversampling_counts():
