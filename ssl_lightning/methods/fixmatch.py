@@ -168,7 +168,14 @@ class FixMatch(Classifier):
         for ema, online in zip(self.ema_backbone.buffers(), self.backbone.buffers(), strict=True):
             ema.copy_(online)
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimizer step, then the EMA update of the new weights.
+
+        Not in ``on_train_batch_end``: Lightning runs the checkpoint callbacks' ``on_train_batch_end``
+        before the module's, so a checkpoint of step ``s`` would miss step ``s``'s EMA update and a
+        run resumed from it would drift from an uninterrupted one.
+        """
+        super().optimizer_step(*args, **kwargs)
         self.update_ema()
 
     def evaluation_backbone(self) -> nn.Module:

@@ -159,6 +159,17 @@ def test_checkpoint_holds_the_ema_and_reloads(chdir_tmp):
     assert torch.equal(model(x), restored(x)) and restored.ema_decay == 0.5
 
 
+def test_a_checkpoint_written_at_a_step_holds_that_steps_ema_update(chdir_tmp):
+    pl.seed_everything(0)
+    model = FixMatch(lenet(), ema_decay=0.5)
+    saved = pl.callbacks.ModelCheckpoint(dirpath=chdir_tmp, filename="step-{step}", every_n_train_steps=3)
+    t = trainer(chdir_tmp, max_steps=3, limit_val_batches=0, enable_checkpointing=True, callbacks=[saved])
+    t.fit(model, datamodule=datamodule())
+    state = torch.load(chdir_tmp / "step-step=3.ckpt", weights_only=True)["state_dict"]
+    for name, value in model.ema_backbone.state_dict().items():
+        assert torch.equal(state[f"ema_backbone.{name}"], value), name  # written after step 3's EMA update
+
+
 def test_bad_arguments_are_errors():
     with pytest.raises(ValueError, match="threshold"):
         FixMatch(lenet(), threshold=1.5)
