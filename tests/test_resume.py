@@ -37,7 +37,6 @@ import json, os, signal
 
 import lightning.pytorch as pl
 import torch
-from torchmetrics import Metric
 
 
 class KillAtStep(pl.Callback):
@@ -51,31 +50,18 @@ class KillAtStep(pl.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-class PersistentMetricStates(pl.Callback):
-    """Save torchmetrics states in checkpoints, so epoch-level train metrics survive a mid-epoch resume.
-
-    The states are cleared at the first batch of every epoch: a checkpoint written at the end of an
-    epoch still holds that epoch's states, which must not leak into the next one.
-    """
-
-    def setup(self, trainer, pl_module, stage) -> None:
-        for module in pl_module.modules():
-            if isinstance(module, Metric):
-                module.persistent(True)
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if batch_idx == 0:
-            for module in pl_module.modules():
-                if isinstance(module, Metric):
-                    module.reset()
-
-
 class Record(pl.Callback):
     """Write what each training step saw and the final weights and metrics to ``<path>.json`` / ``<path>.pt``."""
 
     def __init__(self, path: str = "record") -> None:
         self.path = path
         self.steps = []
+        self.epoch_metrics = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:  # the previous epoch's epoch-level training metrics
+            train = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+            self.epoch_metrics.append([trainer.current_epoch, train])
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         tensors = batch.values() if isinstance(batch, dict) else batch
@@ -87,7 +73,7 @@ class Record(pl.Callback):
         torch.save(pl_module.state_dict(), self.path + ".pt")
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
         with open(self.path + ".json", "w") as f:
-            json.dump({"steps": self.steps, "metrics": metrics}, f)
+            json.dump({"steps": self.steps, "epoch_metrics": self.epoch_metrics, "metrics": metrics}, f)
 '''
 
 MAX_STEPS, EVERY, KILL_AT, RESUMED_FROM = 30, 5, 17, 15  # 10 steps per epoch: resume in epoch 1, end in 2
@@ -102,7 +88,6 @@ def _command(config: Path, record: str, *overrides: str, kill_at: int | None = N
         "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
         f"--trainer.callbacks.every_n_train_steps={EVERY}", "--trainer.callbacks.save_last=link",
         "--trainer.callbacks.filename=step-{step}",
-        "--trainer.callbacks+=resume_callbacks.PersistentMetricStates",
         "--trainer.callbacks+=resume_callbacks.Record", f"--trainer.callbacks.path={record}",
         *(kill if kill_at is not None else []),
         *overrides,
@@ -167,6 +152,10 @@ def _check_exact_resume(tmp_path: Path, config: Path, *overrides: str) -> None:
     # the same batches (after augmentation), in the same order, with the same losses, from step 16 on
     assert got["steps"] == expected["steps"][RESUMED_FROM:]
     assert got["metrics"] == expected["metrics"]
+    # epoch 1's training metrics (logged when epoch 2 starts) cover all of epoch 1, not only the batches
+    # after the resume: the modules save their training metric states in checkpoints
+    assert got["epoch_metrics"] == [e for e in expected["epoch_metrics"] if e[0] == 2]
+    assert got["epoch_metrics"][0][1], "no train/ metrics were logged"
     weights, straight_weights = (torch.load(d / "record.pt", weights_only=True) for d in (killed_dir, straight_dir))
     assert weights.keys() == straight_weights.keys()
     for name, value in straight_weights.items():

@@ -9,13 +9,34 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from ssl_lightning.methods.hparams import save_plain_hyperparameters
 from ssl_lightning.nets.pretrained import load_weights, read_state_dict
 
 STAGES = ("train", "val", "test")
+
+
+def persist(*metrics: Metric | MetricCollection) -> None:
+    """Save these metrics' states in checkpoints (``state_dict``), so a run resumed in the middle
+    of an epoch logs that whole epoch's training metrics, not only the batches after the resume.
+
+    Checkpoints written before the states were saved still load, also strictly: torchmetrics'
+    ``_load_from_state_dict`` loads the states that are present and reports none as missing.
+    """
+    for metric in metrics:
+        metric.persistent(True)
+
+
+def reset_at_epoch_start(metrics: list[Metric | MetricCollection]) -> None:
+    """Clear persistent epoch metrics at an epoch's first batch (call from ``on_train_batch_start``).
+
+    A checkpoint written at the end of an epoch holds that epoch's states, and after a resume from
+    it Lightning does not always call ``on_train_epoch_start``; the first batch is where they go.
+    """
+    for metric in metrics:
+        metric.reset()
 
 
 class Classifier(pl.LightningModule):
@@ -104,6 +125,7 @@ class Classifier(pl.LightningModule):
         )
         self.mean_loss = nn.ModuleDict({f"{stage}_": MeanMetric() for stage in STAGES})
         self.confusion = MulticlassConfusionMatrix(num_classes)
+        persist(self.metrics["train_"], self.mean_loss["train_"])
 
     @property
     def num_classes(self) -> int:
@@ -173,6 +195,14 @@ class Classifier(pl.LightningModule):
         if stage == "test":
             self.confusion.update(logits, hard)
         return loss
+
+    def train_metrics(self) -> list[Metric | MetricCollection]:
+        """The metrics of a training epoch; their states are saved in checkpoints (see :func:`persist`)."""
+        return [self.metrics["train_"], self.mean_loss["train_"]]
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if batch_idx == 0:
+            reset_at_epoch_start(self.train_metrics())
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._shared_step(batch, "train")

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
-from torchmetrics import CatMetric, MeanMetric
+from torchmetrics import CatMetric, MeanMetric, Metric
 
+from ssl_lightning.methods.classifier import persist, reset_at_epoch_start
 from ssl_lightning.methods.functional import accuracy, confidence_interval
 
 STAGES = ("train", "val", "test")
@@ -56,6 +57,7 @@ class EpisodicModule(pl.LightningModule):
         self.mean_loss = nn.ModuleDict({f"{stage}_": MeanMetric() for stage in STAGES})
         self.mean_acc = nn.ModuleDict({f"{stage}_": MeanMetric() for stage in STAGES})
         self.episode_accs = nn.ModuleDict({f"{stage}_": CatMetric() for stage in EVAL_STAGES})
+        persist(*self.train_metrics())
 
     @abstractmethod
     def task_logits(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, n_way: int) -> Tensor:
@@ -150,6 +152,14 @@ class EpisodicModule(pl.LightningModule):
         metric.reset()
         # Every rank holds the same value; sync_dist (a mean of equal values) only tells Lightning so.
         self.log(f"{stage}/acc_ci95", half_width.float(), sync_dist=True)
+
+    def train_metrics(self) -> list[Metric]:
+        """The metrics of a training epoch; their states are saved in checkpoints (see ``persist``)."""
+        return [self.mean_loss["train_"], self.mean_acc["train_"]]
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if batch_idx == 0:
+            reset_at_epoch_start(self.train_metrics())
 
     def training_step(self, batch: Episodes, batch_idx: int) -> Tensor:
         return self._shared_step(batch, "train")

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric, MetricCollection
 
-from ssl_lightning.methods.classifier import Classifier
+from ssl_lightning.methods.classifier import Classifier, persist
 from ssl_lightning.methods.hparams import save_plain_hyperparameters
 from ssl_lightning.methods.losses import pseudo_label_loss
 
@@ -107,6 +107,7 @@ class FixMatch(Classifier):
             self.ema_backbone = copy.deepcopy(self.backbone).requires_grad_(False)
         self.unlabelled_stats = nn.ModuleDict({name: MeanMetric() for name in ("loss_x", "loss_u", "mask_rate")})
         self.pseudo_acc = MeanMetric()
+        persist(*self.unlabelled_stats.values(), self.pseudo_acc)
 
     # ---- what PseudoLabel changes ----------------------------------------------------------
     def unlabelled_views(self, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
@@ -156,6 +157,9 @@ class FixMatch(Classifier):
         self.log("train/acc", self.metrics["train_"]["acc"], on_step=False, on_epoch=True, batch_size=len(x))
         self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss
+
+    def train_metrics(self) -> list[Metric | MetricCollection]:
+        return [*super().train_metrics(), *self.unlabelled_stats.values(), self.pseudo_acc]
 
     # ---- EMA of the weights -------------------------------------------------------------------
     @torch.no_grad()

@@ -170,6 +170,32 @@ def test_a_checkpoint_written_at_a_step_holds_that_steps_ema_update(chdir_tmp):
         assert torch.equal(state[f"ema_backbone.{name}"], value), name  # written after step 3's EMA update
 
 
+def test_checkpoints_hold_the_training_metric_states_and_older_checkpoints_load_strictly(chdir_tmp):
+    pl.seed_everything(0)
+    model = FixMatch(lenet(), threshold=0.0)
+    t = trainer(chdir_tmp, max_steps=2, limit_val_batches=1, num_sanity_val_steps=0)
+    t.fit(model, datamodule=datamodule())
+    model.mean_loss["train_"].update(torch.tensor(2.0))  # the states Lightning reset at the epoch's end
+    model.pseudo_acc.update(torch.tensor(0.5))
+    t.save_checkpoint(chdir_tmp / "fm.ckpt")
+    checkpoint = torch.load(chdir_tmp / "fm.ckpt", weights_only=True)
+    states = {k for k in checkpoint["state_dict"] if k.startswith(("metrics.", "mean_loss.", "unlabelled", "pseudo"))}
+    # the training epoch's metrics (a mid-epoch resume continues them), not val/test ones
+    means = ["mean_loss.train_", "unlabelled_stats.loss_x", "unlabelled_stats.loss_u", "unlabelled_stats.mask_rate",
+             "pseudo_acc"]  # fmt: skip
+    assert states == {
+        *(f"metrics.train_.acc.{s}" for s in ("tp", "fp", "tn", "fn")),
+        *(f"{m}.{s}" for m in means for s in ("mean_value", "weight")),
+    }
+    restored = FixMatch.load_from_checkpoint(chdir_tmp / "fm.ckpt", backbone=lenet())
+    assert restored.mean_loss["train_"].mean_value == 2.0 and restored.pseudo_acc.mean_value == 0.5
+    # a checkpoint from before the states were saved still loads with strict=True (the default)
+    checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in states}
+    torch.save(checkpoint, chdir_tmp / "old.ckpt")
+    old = FixMatch.load_from_checkpoint(chdir_tmp / "old.ckpt", backbone=lenet())
+    assert old.mean_loss["train_"].mean_value == 0.0
+
+
 def test_bad_arguments_are_errors():
     with pytest.raises(ValueError, match="threshold"):
         FixMatch(lenet(), threshold=1.5)
