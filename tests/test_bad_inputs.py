@@ -121,6 +121,39 @@ def subset_from_other_dataset(tmp: Path) -> Callable[[], object]:
     return lambda: DigitsDataModule(subset_file=str(path)).setup("fit")
 
 
+def text_data(train: str, val: str | None = None, **kwargs) -> Callable[[Path], Callable[[], object]]:
+    def make(tmp: Path) -> Callable[[], object]:
+        from ssl_lightning.data import TextClassificationDataModule
+
+        train_file = write(tmp / "train.csv", train)
+        val_file = write(tmp / "val.csv", val) if val is not None else None
+        data = TextClassificationDataModule(train_file=str(train_file), val_file=val_file and str(val_file),
+                                            test_file=val_file and str(val_file), **kwargs)
+        return lambda: data.setup("fit")
+
+    return make
+
+
+def mismatched_backbone_checkpoint(tmp: Path) -> Callable[[], object]:
+    from ssl_lightning.methods import Classifier
+    from ssl_lightning.nets import Conv4, LeNet
+
+    path = tmp / "conv4.pt"
+    torch.save(Conv4(num_classes=10).state_dict(), path)
+    return lambda: Classifier(LeNet(num_classes=10, in_chans=1, input_size=8, padding=2),
+                              backbone_checkpoint=str(path))
+
+
+def wrong_shape_backbone_checkpoint(tmp: Path) -> Callable[[], object]:
+    from ssl_lightning.methods import Classifier
+    from ssl_lightning.nets import LeNet
+
+    path = tmp / "rgb_lenet.pt"
+    torch.save(LeNet(num_classes=10, in_chans=3, input_size=8, padding=2).state_dict(), path)
+    return lambda: Classifier(LeNet(num_classes=10, in_chans=1, input_size=8, padding=2),
+                              backbone_checkpoint=str(path))
+
+
 def num_classes_mismatch(tmp: Path) -> Callable[[], object]:
     return cli("--model.init_args.backbone.init_args.num_classes", "7")(tmp)
 
@@ -196,6 +229,15 @@ CASES = [
         r"made for CIFAR10DataModule, not DigitsDataModule",
     ),
     Case("unknown data class", cli("--data", "ssl_lightning.data.NoSuchDataModule"), SystemExit, r"NoSuchDataModule"),
+    Case("empty CSV", text_data(""), ValueError, r"train.csv is empty. Expected a header .*'text', 'label'"),
+    Case("missing column", text_data("review,label\ngood,pos\n", text_column="text"), ValueError,
+         r"has no column 'text' .*its columns are \['review', 'label'\]. Set text_column to one of them"),
+    Case("label unseen in train", text_data("text,label\na,x\nb,x\nc,y\nd,y\n", "text,label\ne,z\n"), ValueError,
+         r"labels \['z'\] .* do not occur in the training data.*move examples of these labels"),
+    Case("backbone checkpoint with other shapes", wrong_shape_backbone_checkpoint, ValueError,
+         r"features.0.weight.*\(6, 3, 5, 5\).*\(6, 1, 5, 5\)|features.0.weight.*\(6, 1, 5, 5\).*\(6, 3, 5, 5\)"),
+    Case("mismatched backbone checkpoint", mismatched_backbone_checkpoint, ValueError,
+         r"conv4.pt has no tensor 'features.0.weight' \(6, 1, 5, 5\) that LeNet needs.*Check that the model config"),
 ]
 
 
