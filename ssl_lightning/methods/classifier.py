@@ -181,17 +181,8 @@ class Classifier(pl.LightningModule):
         hard = targets.argmax(dim=1) if targets.is_floating_point() else targets
         self.metrics[f"{stage}_"].update(logits, hard)
         self.mean_loss[f"{stage}_"].update(loss.detach(), weight=len(hard))
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", self.mean_loss[f"{stage}_"], on_step=False, on_epoch=True, batch_size=len(hard))
-        if on_step:
+        if stage == "train":
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
-        self.log_dict(
-            {f"{stage}/{k}": v for k, v in self.metrics[f"{stage}_"].items()},
-            on_step=False,
-            on_epoch=True,
-            prog_bar=stage == "val",
-            batch_size=len(hard),
-        )
         if stage == "test":
             self.confusion.update(logits, hard)
         return loss
@@ -218,7 +209,29 @@ class Classifier(pl.LightningModule):
         x = batch[0] if isinstance(batch, list | tuple) else batch
         return self(x).argmax(dim=1)
 
+    def log_epoch_metrics(self, stage: str) -> None:
+        """Compute, log and reset a stage's ``{stage}/loss`` and ``{stage}/acc``.
+
+        Once per epoch rather than through ``self.log`` at every step: the per-step logging of
+        metric objects cost ~15% of a small model's step time (benchmarks/lightning_overhead.py).
+        ``compute`` syncs the states across DDP ranks, so every rank logs the same values.
+        """
+        mean_loss, metrics = self.mean_loss[f"{stage}_"], self.metrics[f"{stage}_"]
+        if mean_loss.update_count == 0:  # e.g. limit_val_batches=0
+            return
+        values = {f"{stage}/loss": mean_loss.compute(), **{f"{stage}/{k}": v for k, v in metrics.compute().items()}}
+        self.log_dict(values, prog_bar=stage == "val")
+        mean_loss.reset()
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self.log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_epoch_metrics("val")
+
     def on_test_epoch_end(self) -> None:
+        self.log_epoch_metrics("test")
         matrix = self.confusion.compute()
         self.confusion.reset()
         from ssl_lightning.callbacks.figures import confusion_figure, log_figure

@@ -153,8 +153,6 @@ class FixMatch(Classifier):
             correct = (pseudo_labels[mask] == y_true[mask]).float()
             self.pseudo_acc.update(correct.mean(), weight=len(correct))
             self.log("train/pseudo_acc", self.pseudo_acc, on_step=False, on_epoch=True)
-        self.log("train/loss", self.mean_loss["train_"], on_step=False, on_epoch=True, batch_size=len(x))
-        self.log("train/acc", self.metrics["train_"]["acc"], on_step=False, on_epoch=True, batch_size=len(x))
         self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
