@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -38,6 +40,17 @@ def write_cifar10(root: Path, per_class_train: int = 10, per_class_test: int = 4
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({"label_names": CIFAR_CLASSES, "num_cases_per_batch": 10, "num_vis": 3072}, f, protocol=2)
     return root
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for a test: on a shared 2-core machine extra threads spin, and small
+    convolution, LSTM and transformer steps run up to ~10x slower. Opt in per file with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from tests.helpers import EXPERIMENTS, fast_dev_run, run_cli
 
@@ -30,12 +29,7 @@ DIGITS_CONFIGS = [FEWSHOT / "protonet_digits_5w1s.yaml", FEWSHOT / "maml_digits_
 ALPHABETS, CHARACTERS, IMAGES = 4, 12, 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

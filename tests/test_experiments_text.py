@@ -49,13 +49,7 @@ def data_args(paths: dict[str, str]) -> list[str]:
     ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """LSTM and transformer kernels slow down badly when two threads share two busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 @pytest.mark.parametrize("config", ["bilstm.yaml", "minilm_finetune.yaml", "minilm_8pc.yaml"])

@@ -13,13 +13,7 @@ NO_TEST = ("--test_after_fit", "false")
 SMALL_EFFNET = ("--model.init_args.backbone.init_args.input_size", "32")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine extra threads spin and make small steps ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def test_autoencoder_digits_then_its_encoder_in_a_classifier(chdir_tmp):

@@ -19,12 +19,7 @@ l2l = pytest.importorskip("learn2learn")
 RTOL = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def episode(seed: int, n_way: int = 5, k_shot: int = 1, n_query: int = 3, size: int = 28):

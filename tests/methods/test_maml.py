@@ -18,13 +18,7 @@ from tests.methods.test_protonet import synthetic_episodes
 SIZE = 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions run fastest on one thread, and a shared CI core is not slowed by spinning threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def task(seed: int = 0):

@@ -13,14 +13,7 @@ from torch.utils.data import DataLoader
 from ssl_lightning.methods.protonet import ProtoNet
 from ssl_lightning.nets.conv4 import Conv4
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions run fastest on one thread, and a shared CI core is not slowed by spinning threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 class Flatten(nn.Module):

@@ -15,14 +15,7 @@ from ssl_lightning.methods.feature_cache import FeatureCacheDataModule, FeatureP
 from ssl_lightning.nets import LeNet
 from ssl_lightning.nets.pretrained import TimmBackbone
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine extra threads spin and make small steps ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def bn_backbone(num_classes: int = 10) -> TimmBackbone:

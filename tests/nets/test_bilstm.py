@@ -9,14 +9,7 @@ import torch
 
 from ssl_lightning.nets.bilstm import BiLSTMClassifier
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """LSTM and transformer kernels slow down badly when two threads share two busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def batch(lengths: list[int], width: int | None = None, vocab: int = 50, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -9,13 +9,7 @@ import torch
 
 from ssl_lightning.nets.conv4 import Conv4, conv4
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 @pytest.mark.parametrize(("size", "channels", "features"), [(28, 1, 64), (84, 3, 1600), (16, 1, 64)])

@@ -14,13 +14,7 @@ TEXTS = ["a wonderful, moving film", "dull and far too long", "great acting", "a
 LABELS = torch.tensor([1, 0, 1, 0])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """LSTM and transformer kernels slow down badly when two threads share two busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,7 @@ from ssl_lightning.nets.pretrained import (
 TINY_TIMM = "mobilenetv3_small_050"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine extra threads spin and make small steps ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 # ---- an independent reference for the packaged weights -------------------------------------
