@@ -24,8 +24,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from ssl_lightning.selection.cli import build_parser, instantiate
-from ssl_lightning.selection.embeddings import compute_embeddings, pool_labels, pool_outputs
+from ssl_lightning.selection.cli import build_parser, embeddings_for, instantiate
+from ssl_lightning.selection.embeddings import pool_labels, pool_outputs
 from ssl_lightning.selection.oracle import SimulatedOracle
 from ssl_lightning.selection.strategies import select
 
@@ -38,17 +38,7 @@ def features(cfg, datamodule, backbone, split: str) -> np.ndarray:
     """float32[N, D] embeddings (or flattened pixels) of ``datasets[split]``."""
     if cfg.features == "pixels":
         return pool_outputs(lambda x: x.flatten(1), datamodule, 512, "cpu", split=split, progress=False).numpy()
-    result = compute_embeddings(
-        backbone,
-        datamodule,
-        batch_size=cfg.embed_batch_size,
-        resolution=cfg.resolution,
-        in_chans=cfg.in_chans,
-        device=cfg.device,
-        cache_dir=cfg.cache_dir,
-        backbone_config=cfg.backbone.as_dict(),
-        split=split,
-    )
+    result = embeddings_for(cfg, backbone, datamodule, split=split)
     log.info(
         "%s embeddings %s: %s (%s)",
         split,

@@ -29,7 +29,7 @@ from jsonargparse.typing import Path_fr
 from torch import nn
 
 from ssl_lightning.data.subset_file import load_subset, save_subset
-from ssl_lightning.selection.embeddings import DEFAULT_CACHE_DIR, compute_embeddings, pool_dataset, pool_labels
+from ssl_lightning.selection.embeddings import DEFAULT_CACHE_DIR, POOL, compute_embeddings, pool_dataset, pool_labels
 from ssl_lightning.selection.oracle import SimulatedOracle
 from ssl_lightning.selection.strategies import EMBEDDING_STRATEGIES, STRATEGIES, UNCERTAINTY_STRATEGIES, select
 
@@ -82,8 +82,10 @@ def instantiate(parser: ArgumentParser, cfg: Namespace) -> Namespace:
     return method(cfg)
 
 
-def embeddings_for(cfg: Namespace, backbone: nn.Module, datamodule: pl.LightningDataModule) -> Any:
-    """The pool embeddings that ``cfg`` asks for (cached)."""
+def embeddings_for(
+    cfg: Namespace, backbone: nn.Module, datamodule: pl.LightningDataModule, split: str = POOL
+) -> Any:
+    """The embeddings that ``cfg`` asks for (cached), of the pool or of another split."""
     return compute_embeddings(
         backbone,
         datamodule,
@@ -93,6 +95,7 @@ def embeddings_for(cfg: Namespace, backbone: nn.Module, datamodule: pl.Lightning
         device=cfg.device,
         cache_dir=cfg.cache_dir,
         backbone_config=cfg.backbone.as_dict(),
+        split=split,
     )
 
 
