@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import yaml
 
 from ssl_lightning.suite import SuiteSpec, main, run_suite, summarize
 from tests.helpers import EXPERIMENTS, REPO
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_suite(tmp_path: Path, methods: dict, labels=(3,), seeds=(0,)) -> Path:
@@ -93,3 +96,99 @@ def test_shipped_suites_parse_and_list_their_runs(suite, chdir_tmp, capsys):
     assert "to run" in capsys.readouterr().out
     for method in SuiteSpec.from_yaml(suite).methods:
         assert Path(method.config).is_file() and str(REPO) in str(Path(method.config).resolve())
+
+
+# ---- methods that choose their labels (select) or pretrain first (pretrain) -----------------
+SELECT_LENET = {"config": str(EXPERIMENTS / "selection" / "digits_lenet.yaml"), "strategy": "typiclust"}
+SIMCLR_PRETRAIN = {
+    "config": str(EXPERIMENTS / "pretrain" / "simclr_digits.yaml"),
+    "overrides": ["--trainer.max_steps", "2", "--trainer.check_val_every_n_epoch", "1"],
+    "seed_keys": ["--seed_everything", "--data.init_args.source.init_args.seed"],
+    "output_key": "--model.init_args.encoder_path",
+    "checkpoint_key": "--model.init_args.backbone_checkpoint",
+}
+
+
+def run_config(row: dict) -> dict:
+    """The config the run's CLI saved next to its TensorBoard logs."""
+    return yaml.safe_load((Path(row["log_dir"]) / "config.yaml").read_text())
+
+
+def test_typiclust_method_trains_on_its_subset_files(chdir_tmp):
+    quickstart = str(EXPERIMENTS / "quickstart.yaml")
+    methods = {"typiclust": {"config": quickstart, "labels_per_class": [2], "select": SELECT_LENET}}
+    path = write_suite(chdir_tmp, methods, labels=(2, None), seeds=(0, 1))
+    suite = SuiteSpec.from_yaml(path)
+    assert suite.methods[0].subset_key == "--data.init_args.subset_file"
+    run_suite(suite)
+    out = chdir_tmp / "out"
+    # The method's own grid replaces the suite's (no "all labels" run: nothing to choose there).
+    assert [(r["labels_per_class"], r["seed"], r["status"]) for r in rows(out)] == [("2", "0", "ok"), ("2", "1", "ok")]
+    for row in rows(out):
+        labels, seed = int(row["labels_per_class"]), int(row["seed"])
+        subset = out / "subsets" / "typiclust" / f"lpc_{labels}_seed_{seed}.json"
+        payload = json.loads(subset.read_text())
+        assert len(payload["indices"]) == labels * 10  # a total budget: labels per class x 10 classes
+        assert payload["meta"]["strategy"] == "typiclust" and payload["meta"]["seed"] == seed
+        data = run_config(row)["data"]["init_args"]
+        assert data["subset_file"] == str(subset) and data["labels_per_class"] is None and data["seed"] == seed
+    # Another seed is another pool and another selection.
+    assert json.loads((out / "subsets/typiclust/lpc_2_seed_0.json").read_text())["indices"] != json.loads(
+        (out / "subsets/typiclust/lpc_2_seed_1.json").read_text()
+    )["indices"]
+
+
+def test_subset_files_are_reused_for_the_same_request_and_never_overwritten(chdir_tmp):
+    from ssl_lightning.suite import subset_file
+
+    quickstart = str(EXPERIMENTS / "quickstart.yaml")
+    suite = SuiteSpec.from_yaml(write_suite(chdir_tmp, {"m": {"config": quickstart, "select": SELECT_LENET}}))
+    first = subset_file(suite, suite.methods[0], 2, 0)
+    written = first.read_bytes()
+    assert subset_file(suite, suite.methods[0], 2, 0) == first and first.read_bytes() == written
+    other = {"m": {"config": quickstart, "select": {**SELECT_LENET, "strategy": "kcenter"}}}
+    suite = SuiteSpec.from_yaml(write_suite(chdir_tmp, other))
+    with pytest.raises(FileExistsError, match=r"lpc_2_seed_0.json exists but was made for another request"):
+        subset_file(suite, suite.methods[0], 2, 0)
+    assert first.read_bytes() == written
+
+
+def test_pretrain_runs_once_per_seed_and_feeds_every_label_budget(chdir_tmp):
+    probe = str(EXPERIMENTS / "transfer" / "simclr_probe_digits.yaml")
+    methods = {
+        "simclr": {"config": probe, "pretrain": SIMCLR_PRETRAIN},
+        # the same pretraining request: the same encoder, not a second pretraining
+        "simclr_again": {"config": probe, "labels_per_class": [2], "pretrain": SIMCLR_PRETRAIN},
+    }
+    path = write_suite(chdir_tmp, methods, labels=(2, 3), seeds=(0,))
+    run_suite(SuiteSpec.from_yaml(path))
+    out = chdir_tmp / "out"
+    assert [r["status"] for r in rows(out)] == ["ok"] * 3
+    (encoder,) = (out / "pretrain").glob("simclr_digits-*/seed_0/encoder.pt")
+    used = {run_config(r)["model"]["init_args"]["backbone_checkpoint"] for r in rows(out)}
+    assert used == {str(encoder)}
+    # The pretraining logged like any run (one run, not one per label budget or method).
+    assert len(list((out / "tensorboard" / "pretrain").glob("*/seed_0/version_*"))) == 1
+
+    # An encoder whose request file says something else is not reused or overwritten.
+    request = encoder.parent / "request.json"
+    request.write_text(request.read_text().replace('"seed": 0', '"seed": 5'))
+    from ssl_lightning.suite import pretrained_file
+
+    suite = SuiteSpec.from_yaml(path)
+    with pytest.raises(FileExistsError, match="never overwrites it. Delete"):
+        pretrained_file(suite, suite.methods[0], 0)
+
+
+def test_bad_select_and_pretrain_entries_are_clear(tmp_path):
+    quickstart = str(EXPERIMENTS / "quickstart.yaml")
+    path = write_suite(tmp_path, {"m": {"config": quickstart, "select": {**SELECT_LENET, "budget": 4}}})
+    with pytest.raises(ValueError, match=r"method 'm' select has unknown keys \['budget'\]"):
+        SuiteSpec.from_yaml(path)
+    pretrain = {k: v for k, v in SIMCLR_PRETRAIN.items() if k != "checkpoint_key"}
+    path = write_suite(tmp_path, {"m": {"config": quickstart, "pretrain": pretrain}})
+    with pytest.raises(ValueError, match=r"method 'm' pretrain needs \['checkpoint_key'\]"):
+        SuiteSpec.from_yaml(path)
+    path = write_suite(tmp_path, {"m": {"config": quickstart, "labels": [2]}})
+    with pytest.raises(ValueError, match=r"method 'm' has unknown keys \['labels'\]"):
+        SuiteSpec.from_yaml(path)

@@ -105,8 +105,13 @@ def num_classes_of(datamodule: pl.LightningDataModule) -> int | None:
     return len(names) if names else None
 
 
-def select_once(cfg: Namespace, datamodule: pl.LightningDataModule, backbone: nn.Module) -> Path:
-    """One selection: ``budget`` new labels (added to ``--labelled`` if given) -> ``--output``."""
+def select_once(
+    cfg: Namespace, datamodule: pl.LightningDataModule, backbone: nn.Module, extra_meta: dict[str, Any] | None = None
+) -> Path:
+    """One selection: ``budget`` new labels (added to ``--labelled`` if given) -> ``--output``.
+
+    ``extra_meta`` goes into the subset file's meta as it is (the suite records its request there).
+    """
     check_arguments(cfg)
     dataset_name, num_train = type(datamodule).__name__, len(pool_dataset(datamodule))
     labelled = load_subset(cfg.labelled, dataset_name, num_train) if cfg.labelled is not None else []
@@ -140,10 +145,19 @@ def select_once(cfg: Namespace, datamodule: pl.LightningDataModule, backbone: nn
         "embedding_key": embedding_key,
         "backbone": cfg.backbone.class_path,
         "selection_seconds": round(seconds, 3),
+        **extra_meta_of(datamodule),
+        **(extra_meta or {}),
     }
     path = save_subset(cfg.output, oracle.labelled.tolist(), dataset_name, num_train, counts, meta)
     log.info("wrote %s: %d labels by %s, per class %s", path, len(oracle.labelled), cfg.strategy, counts)
     return path
+
+
+def extra_meta_of(datamodule: pl.LightningDataModule) -> dict[str, Any]:
+    """The pool's fingerprint, when the DataModule has one: a training run whose pool differs
+    (another seed or val_size) then refuses the subset file instead of labelling other items."""
+    fingerprint = getattr(datamodule, "pool_fingerprint", None)
+    return {"pool_fingerprint": fingerprint} if fingerprint else {}
 
 
 def check_arguments(cfg: Namespace) -> None:
@@ -172,8 +186,8 @@ def check_arguments(cfg: Namespace) -> None:
         )
 
 
-def run(args: list[str] | None = None) -> Path:
-    """Parse ``args`` (default ``sys.argv[1:]``), then select once or run the active-learning loop."""
+def prepare(args: list[str] | None = None) -> tuple[Namespace, pl.LightningDataModule, nn.Module]:
+    """Parse and check ``args``, build the DataModule (set up for fit) and the backbone."""
     parser = build_parser()
     cfg = parser.parse_args(args)
     check_arguments(cfg)
@@ -185,6 +199,12 @@ def run(args: list[str] | None = None) -> Path:
     init = instantiate(parser, cfg)
     datamodule, backbone = init.data, init.backbone
     datamodule.setup("fit")
+    return cfg, datamodule, backbone
+
+
+def run(args: list[str] | None = None) -> Path:
+    """Parse ``args`` (default ``sys.argv[1:]``), then select once or run the active-learning loop."""
+    cfg, datamodule, backbone = prepare(args)
     if cfg.rounds > 0:
         from ssl_lightning.selection.active import run_active_learning
 
