@@ -19,6 +19,8 @@ CIFAR = [
 SOURCE = "--data.init_args.source.init_args"
 TINY_CIFAR = (f"{SOURCE}.val_size", "20", f"{SOURCE}.labels_per_class", "2", "--test_after_fit", "false")
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
+
 
 @pytest.mark.parametrize("config", DIGITS, ids=lambda p: p.stem)
 def test_digits_semisup_config_runs(config, chdir_tmp):
@@ -49,3 +51,21 @@ def test_probe_without_checkpoint_is_the_random_init_baseline(chdir_tmp):
     probe = EXPERIMENTS / "transfer" / "simclr_probe_digits.yaml"
     cli = fast_dev_run(probe, "--model.init_args.backbone_checkpoint", "null", "--test_after_fit", "false")
     assert cli.model.hparams.backbone_checkpoint is None
+
+
+def test_simclr_cifar10_then_probe_of_its_encoder(chdir_tmp, cifar_root):
+    fast_dev_run(EXPERIMENTS / "pretrain" / "simclr_cifar10.yaml", f"{SOURCE}.root", str(cifar_root), *TINY_CIFAR)
+    encoder = chdir_tmp / "checkpoints" / "simclr_cifar10_encoder.pt"
+    assert encoder.is_file()
+    probe = EXPERIMENTS / "transfer" / "simclr_probe_cifar10.yaml"
+    tiny = ("--data.init_args.root", str(cifar_root), "--data.init_args.val_size", "20", "--test_after_fit", "false")
+    tiny = (*tiny, "--data.init_args.labels_per_class", "2")
+    cli = fast_dev_run(probe, *tiny)
+    saved = torch.load(encoder, weights_only=True)
+    loaded = cli.model.backbone.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in saved.items())  # the probe starts from the SimCLR encoder
+    trainable = [n for n, p in cli.model.named_parameters() if p.requires_grad]
+    assert trainable == ["backbone.head.weight", "backbone.head.bias"]
+    # the random-init reference: same probe, no encoder file
+    cli = fast_dev_run(probe, *tiny, "--model.init_args.backbone_checkpoint", "null")
+    assert not torch.equal(cli.model.backbone.features[0].weight, saved["features.0.weight"])
