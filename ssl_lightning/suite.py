@@ -491,8 +491,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", required=True, help="suite YAML (see experiments/suites/)")
     parser.add_argument("--output_dir", default=None, help="override the suite's output_dir")
     parser.add_argument("--dry_run", action="store_true", help="list the runs that would run, run nothing")
+    parser.add_argument("--methods", nargs="+", default=None, help="run only these methods of the suite")
     args = parser.parse_args(argv)
     suite = SuiteSpec.from_yaml(args.config)
+    if args.methods:
+        unknown = sorted(set(args.methods) - {m.name for m in suite.methods})
+        if unknown:
+            names = [m.name for m in suite.methods]
+            parser.error(f"--methods {unknown} are not in {args.config}; its methods: {names}")
+        suite.methods = [m for m in suite.methods if m.name in args.methods]
     if args.output_dir:
         suite.output_dir = Path(args.output_dir)
     run_suite(suite, dry_run=args.dry_run)

@@ -122,3 +122,40 @@ def test_digits_effnet_selects(chdir_tmp):
     )
     payload = selected(chdir_tmp / "s.json")
     assert payload["num_train"] == 97 and len(payload["indices"]) == 20
+
+
+def test_r8_minilm_selects_and_its_subset_trains_the_text_config(chdir_tmp):
+    train, test = write_texts(chdir_tmp / "train.csv"), write_texts(chdir_tmp / "test.csv")
+    files = ["--data.init_args.train_file", str(train), "--data.init_args.test_file", str(test)]
+    main(["--config", str(SELECTION / "r8_minilm.yaml"), *files, "--data.init_args.val_size", "8",
+          "--budget", "4", "--cache_dir", "cache", "--output", "r8.json"])  # fmt: skip
+    payload = selected(chdir_tmp / "r8.json")
+    assert payload["num_train"] == 32 and payload["per_class_counts"] == {"0": 1, "1": 1, "2": 1, "3": 1}
+    # The YAML's comment: the fine-tuning config trains on exactly that subset (same pool settings).
+    cli = fast_dev_run(
+        EXPERIMENTS / "text" / "minilm_8pc.yaml", *files, "--data.init_args.val_size", "8",
+        "--data.init_args.labels_per_class", "null", "--data.init_args.subset_file", "r8.json",
+        "--model.init_args.backbone.init_args.num_classes", "4", "--test_after_fit", "false",
+    )  # fmt: skip
+    datasets = cli.datamodule.datasets
+    assert datasets["labelled"].texts == [datasets["all"].texts[i] for i in payload["indices"]]
+
+
+def test_selection_eval_script_on_text(chdir_tmp):
+    import importlib.util
+
+    from tests.helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("selection_eval", REPO / "scripts" / "selection_eval.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    train, test = write_texts(chdir_tmp / "train.csv"), write_texts(chdir_tmp / "test.csv")
+    table = module.main(
+        ["--config", str(SELECTION / "r8_minilm.yaml"), "--data.init_args.train_file", str(train),
+         "--data.init_args.test_file", str(test), "--data.init_args.val_size", "8", "--cache_dir", "cache",
+         "--budgets", "[4]", "--strategies", "[random,typiclust]", "--seeds", "[0]"]
+    )  # fmt: skip
+    lines = table.splitlines()
+    assert lines[0].startswith("| strategy (HFEncoder, 32-item pool, 40 test) | 4 labels |")
+    # One typical text of each topic: MiniLM separates these four topics perfectly.
+    assert lines[3].startswith("| typiclust | 1.000")

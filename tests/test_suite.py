@@ -192,3 +192,13 @@ def test_bad_select_and_pretrain_entries_are_clear(tmp_path):
     path = write_suite(tmp_path, {"m": {"config": quickstart, "labels": [2]}})
     with pytest.raises(ValueError, match=r"method 'm' has unknown keys \['labels'\]"):
         SuiteSpec.from_yaml(path)
+
+
+def test_methods_flag_runs_a_part_of_the_suite(chdir_tmp, capsys):
+    digits = str(EXPERIMENTS / "suites" / "digits.yaml")
+    main(["--config", digits, "--dry_run", "--output_dir", "out", "--methods", "lenet+typiclust", "simclr_probe"])
+    listed = [line.split()[2] for line in capsys.readouterr().out.splitlines() if "would run" in line]
+    assert listed == ["lenet+typiclust"] * 6 + ["simclr_probe"] * 8  # 3 budgets (no "all") vs 4, x 2 seeds
+    with pytest.raises(SystemExit):
+        main(["--config", digits, "--dry_run", "--output_dir", "out", "--methods", "lenet+typiclust", "nope"])
+    assert "--methods ['nope'] are not in" in capsys.readouterr().err
