@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 DEBUG_ENV = "SSL_LIGHTNING_DEBUG"
@@ -113,8 +114,29 @@ def check_learning_rates(config: Any) -> None:
         )
 
 
+def drop_disabled_callbacks(trainer_config: Any) -> None:
+    """``--trainer.enable_progress_bar false`` / ``enable_model_summary false`` remove the default
+    progress bar / model summary callbacks, which Lightning would otherwise reject as a conflict."""
+    callbacks = trainer_config.get("callbacks")
+    if not isinstance(callbacks, list):
+        return
+    switches = (("enable_progress_bar", "ProgressBar"), ("enable_model_summary", "ModelSummary"))
+    disabled = tuple(name for flag, name in switches if trainer_config.get(flag) is False)
+
+    def kept(callback: Any) -> bool:
+        return not (disabled and hasattr(callback, "get") and str(callback.get("class_path", "")).endswith(disabled))
+
+    trainer_config.callbacks = [callback for callback in callbacks if kept(callback)]
+
+
 class SSLLightningCLI(LightningCLI):
     """LightningCLI in subclass mode for model and data, with ``--test_after_fit``."""
+
+    def before_instantiate_classes(self) -> None:
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        if config.get("trainer") is not None:
+            drop_disabled_callbacks(config.trainer)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Parser defaults (not trainer_defaults, whose callbacks could not be removed): a config's
@@ -169,7 +191,7 @@ def main(args: list[str] | None = None) -> None:
         return
     try:
         build_cli(args)
-    except (ValueError, FileNotFoundError, RuntimeError, KeyError, TypeError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError, KeyError, TypeError, MisconfigurationException) as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         print(f"(set {DEBUG_ENV}=1 for the full traceback)", file=sys.stderr)
         raise SystemExit(1) from None
