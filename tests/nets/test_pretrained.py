@@ -192,3 +192,24 @@ def test_missing_file_and_by_order_mismatch_are_clear_errors(tmp_path):
     source = {"a": torch.zeros(4, 3), "b": torch.zeros(4), "c": torch.zeros(3, 4), "d": torch.zeros(2)}
     with pytest.raises(ValueError, match=r"tensor #2 is 'c' \(3, 4\) in src but '1.weight' \(2, 4\)"):
         load_weights(target, source, "src", by_order=True)
+
+
+def test_channels_last_gives_the_same_outputs_and_interchangeable_weights(tmp_path):
+    torch.manual_seed(0)
+    plain = TimmBackbone(TINY_TIMM, num_classes=4, input_size=40).eval()
+    path = tmp_path / "plain.pt"
+    torch.save(plain.state_dict(), path)
+    fast = TimmBackbone(TINY_TIMM, pretrained=str(path), num_classes=4, input_size=40, channels_last=True).eval()
+    assert fast.model.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.model.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(3, 3, 16, 16)
+    assert fast.prepare_input(x).is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), plain(x), rtol=1e-4, atol=1e-5)
+    # and its weights load back into a plain model (state dicts do not depend on the memory format)
+    torch.save(fast.state_dict(), path)
+    again = TimmBackbone(TINY_TIMM, pretrained=str(path), num_classes=4, input_size=40).eval()
+    with torch.no_grad():
+        assert torch.equal(again(x), plain(x))
+    vision = TorchvisionBackbone("resnet18", num_classes=2, input_size=None, channels_last=True)
+    assert vision.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
