@@ -21,6 +21,7 @@ Suite config::
     metric: test/acc
 
     ssl-lightning-suite --config experiments/suites/digits.yaml
+    ssl-lightning-suite --config experiments/suites/digits.yaml --methods lenet simclr_probe   # a part
 
 Two optional steps per method, both cached under ``output_dir`` and never overwritten:
 
@@ -246,7 +247,8 @@ def select_request(method: MethodSpec, labels: int, seed: int) -> dict[str, Any]
     spec = method.select
     return {
         "method": method.name,
-        "config": spec.config,
+        # the file's name and contents, not its absolute path: a moved checkout reuses its subsets
+        "config": Path(spec.config).name,
         "config_sha": file_sha(spec.config),
         "strategy": spec.strategy,
         "overrides": spec.overrides,
@@ -293,7 +295,7 @@ def pretrained_file(suite: SuiteSpec, method: MethodSpec, seed: int) -> Path:
 
     assert method.pretrain is not None
     spec = method.pretrain
-    request = {"config": spec.config, "config_sha": file_sha(spec.config), "overrides": spec.overrides,
+    request = {"config": Path(spec.config).name, "config_sha": file_sha(spec.config), "overrides": spec.overrides,
                "seed_keys": spec.seed_keys, "output_key": spec.output_key, "seed": seed}
     digest = hashlib.sha256(json.dumps({**request, "seed": None}, sort_keys=True).encode()).hexdigest()[:10]
     folder = suite.output_dir / "pretrain" / f"{Path(spec.config).stem}-{digest}" / f"seed_{seed}"
