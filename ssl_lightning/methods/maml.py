@@ -3,7 +3,7 @@ of Deep Networks"), second order by default, first order (FOMAML) by a switch.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +52,14 @@ class MAML(EpisodicModule):
     second derivatives. Batch norm uses each episode's batch statistics (see
     :func:`use_batch_statistics`). The backbone's head must have ``num_classes = n_way``.
 
+    ``compile_backend="inductor"`` compiles each task's adaptation and query forward with
+    ``torch.compile`` (the inner gradients through ``torch.func.grad``, so the inner and outer
+    backward passes become one traced graph whose batch-norm, ReLU and pooling kernels
+    inductor fuses). On a CPU Conv-4 this takes about 0.8x the time per meta-step of the eager
+    loop (``benchmarks/maml_vs_learn2learn.py --compile-backend inductor``); the first
+    meta-step of each shape and step count compiles (minutes on a small CPU, cached on disk
+    for later runs). ``"aot_eager"`` traces without code generation (checks, debugging).
+
     Shapes per episode: ``support_x: float[N*K, C, H, W]``, ``support_y: long[N*K]``,
     ``query_x: float[N*Q, C, H, W]`` -> query logits ``float[N*Q, N]``; batches hold ``T``
     episodes (see :class:`EpisodicModule`).
@@ -75,6 +83,8 @@ class MAML(EpisodicModule):
         inner_steps: inner-loop steps during training.
         test_inner_steps: inner-loop steps during validation and test; ``None``: ``inner_steps``.
         first_order: drop second-order terms (FOMAML).
+        compile_backend: ``torch.compile`` backend for each task's adaptation and query logits
+            (``"inductor"`` for speed); ``None`` runs eagerly.
     """
 
     def __init__(
@@ -86,6 +96,7 @@ class MAML(EpisodicModule):
         inner_steps: int = 1,
         test_inner_steps: int | None = None,
         first_order: bool = False,
+        compile_backend: str | None = None,
     ) -> None:
         super().__init__(backbone, optimizer, lr_scheduler)
         save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"])
@@ -99,6 +110,8 @@ class MAML(EpisodicModule):
         self.inner_steps = inner_steps
         self.test_inner_steps = inner_steps if test_inner_steps is None else test_inner_steps
         self.first_order = first_order
+        self.compile_backend = compile_backend
+        self._compiled: Callable[..., Tensor] | None = None  # built on first use; not pickled
         use_batch_statistics(self.backbone)
 
     def setup(self, stage: str) -> None:
@@ -127,6 +140,22 @@ class MAML(EpisodicModule):
         return self.inner_lr
 
     # ---- the algorithm ---------------------------------------------------------------
+    def _inner_loop(self, support: Tensor, support_y: Tensor, steps: int) -> dict[str, Tensor]:
+        """Fast weights from encoded support inputs (Finn et al. 2017, Alg. 2, lines 5-8)."""
+        module = self.adapted_module
+        params = {name: p for name, p in module.named_parameters() if p.requires_grad}
+
+        def support_loss(fast: Mapping[str, Tensor]) -> Tensor:
+            return F.cross_entropy(functional_call(module, fast, (support,)), support_y)
+
+        traceable = self.compile_backend is not None
+        return inner_loop(support_loss, params, steps, self.inner_learning_rates(), self.first_order, traceable)
+
+    def _query_logits(self, support: Tensor, support_y: Tensor, query: Tensor, steps: int) -> Tensor:
+        """Adapt on the encoded support set, then classify the encoded queries: float[N*Q, N]."""
+        fast = self._inner_loop(support, support_y, steps)
+        return functional_call(self.adapted_module, fast, (query,))
+
     def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> dict[str, Tensor]:
         """Fast weights ``theta'`` for one task (Finn et al. 2017, Alg. 2, lines 5-8).
 
@@ -139,20 +168,25 @@ class MAML(EpisodicModule):
             ``name -> tensor`` for every trainable parameter of :attr:`adapted_module`,
             differentiable with respect to the meta-parameters.
         """
-        if steps is None:
-            steps = self.inner_steps if self.training else self.test_inner_steps
-        module = self.adapted_module
-        params = {name: p for name, p in module.named_parameters() if p.requires_grad}
-        support = self.encode(support_x)
+        return self._inner_loop(self.encode(support_x), support_y, self._steps(steps))
 
-        def support_loss(fast: Mapping[str, Tensor]) -> Tensor:
-            return F.cross_entropy(functional_call(module, fast, (support,)), support_y)
-
-        return inner_loop(support_loss, params, steps, self.inner_learning_rates(), self.first_order)
+    def _steps(self, steps: int | None = None) -> int:
+        if steps is not None:
+            return steps
+        return self.inner_steps if self.training else self.test_inner_steps
 
     def task_logits(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, n_way: int) -> Tensor:
-        fast = self.adapt(support_x, support_y)
-        return functional_call(self.adapted_module, fast, (self.encode(query_x),))
+        run = self._query_logits
+        if self.compile_backend is not None:
+            if self._compiled is None:
+                # static shapes: a few distinct episode shapes, each compiled once
+                self._compiled = torch.compile(self._query_logits, backend=self.compile_backend, dynamic=False)
+            run = self._compiled
+        return run(self.encode(support_x), support_y, self.encode(query_x), self._steps())
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        return {**state, "_compiled": None}  # compiled functions do not pickle; rebuilt on first use
 
     def adapts_at_evaluation(self) -> bool:
         return True

@@ -44,6 +44,7 @@ class MetaSGD(MAML):
         test_inner_steps: see :class:`MAML`.
         first_order: see :class:`MAML`.
         inner_lr_range: ``(low, high)``: draw the initial step sizes uniformly from it.
+        compile_backend: see :class:`MAML`.
     """
 
     def __init__(
@@ -56,8 +57,11 @@ class MetaSGD(MAML):
         test_inner_steps: int | None = None,
         first_order: bool = False,
         inner_lr_range: tuple[float, float] | None = (0.005, 0.1),
+        compile_backend: str | None = None,
     ) -> None:
-        super().__init__(backbone, optimizer, lr_scheduler, inner_lr, inner_steps, test_inner_steps, first_order)
+        super().__init__(
+            backbone, optimizer, lr_scheduler, inner_lr, inner_steps, test_inner_steps, first_order, compile_backend
+        )
         save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"])
         if inner_lr_range is not None and not 0 <= inner_lr_range[0] <= inner_lr_range[1]:
             raise ValueError(f"inner_lr_range must be (low, high) with 0 <= low <= high, got {inner_lr_range}")

@@ -79,6 +79,23 @@ def test_inner_loop_converges_on_quadratic_and_leaves_input_untouched():
         FS.inner_loop(_quadratic(target), params, steps=-1, lr=0.5)
 
 
+@pytest.mark.parametrize("first_order", [False, True])
+def test_traceable_inner_loop_equals_autograd_inner_loop(first_order):
+    """torch.func.grad (traceable by torch.compile) gives the same fast weights and meta-gradients."""
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    alpha = torch.tensor([0.1, 0.05], requires_grad=True)
+
+    def loss_fn(p):
+        return (p["w"] ** 3).sum()
+
+    results = []
+    for traceable in (False, True):
+        fast = FS.inner_loop(loss_fn, {"w": w}, steps=2, lr={"w": alpha}, first_order=first_order, traceable=traceable)
+        results.append((fast["w"], *torch.autograd.grad(fast["w"].sum(), [w, alpha])))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_inner_loop_reduces_cross_entropy_of_linear_model():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(10, 4, generator=g), torch.arange(5).repeat(2)
