@@ -21,7 +21,7 @@ Suite config::
     metric: test/acc
 
     ssl-lightning-suite --config experiments/suites/digits.yaml
-    ssl-lightning-suite --config experiments/suites/digits.yaml --methods lenet simclr_probe   # a part
+    ssl-lightning-suite --config experiments/suites/digits.yaml --methods lenet simclr_probe --seeds 0 1 2
 
 Two optional steps per method, both cached under ``output_dir`` and never overwritten:
 
@@ -494,6 +494,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output_dir", default=None, help="override the suite's output_dir")
     parser.add_argument("--dry_run", action="store_true", help="list the runs that would run, run nothing")
     parser.add_argument("--methods", nargs="+", default=None, help="run only these methods of the suite")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="override the suite's seeds")
     args = parser.parse_args(argv)
     suite = SuiteSpec.from_yaml(args.config)
     if args.methods:
@@ -504,6 +505,8 @@ def main(argv: list[str] | None = None) -> None:
         suite.methods = [m for m in suite.methods if m.name in args.methods]
     if args.output_dir:
         suite.output_dir = Path(args.output_dir)
+    if args.seeds:
+        suite.seeds = args.seeds
     run_suite(suite, dry_run=args.dry_run)
     print(f"results: {suite.output_dir / 'results.csv'}\ntable: {suite.output_dir / 'summary.md'}\n"
           f"plot: {suite.output_dir / 'accuracy_vs_labels.png'}")

@@ -199,6 +199,9 @@ def test_methods_flag_runs_a_part_of_the_suite(chdir_tmp, capsys):
     main(["--config", digits, "--dry_run", "--output_dir", "out", "--methods", "lenet+typiclust", "simclr_probe"])
     listed = [line.split()[2] for line in capsys.readouterr().out.splitlines() if "would run" in line]
     assert listed == ["lenet+typiclust"] * 6 + ["simclr_probe"] * 8  # 3 budgets (no "all") vs 4, x 2 seeds
+    main(["--config", digits, "--dry_run", "--output_dir", "out", "--methods", "simclr_probe", "--seeds", "7"])
+    listed = [line.split()[2:5] for line in capsys.readouterr().out.splitlines() if "would run" in line]
+    assert [seed for *_, seed in listed] == ["seed=7"] * 4
     with pytest.raises(SystemExit):
         main(["--config", digits, "--dry_run", "--output_dir", "out", "--methods", "lenet+typiclust", "nope"])
     assert "--methods ['nope'] are not in" in capsys.readouterr().err
