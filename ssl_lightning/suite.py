@@ -292,7 +292,6 @@ def subset_file(suite: SuiteSpec, method: MethodSpec, labels: int, seed: int) ->
 def pretrained_file(suite: SuiteSpec, method: MethodSpec, seed: int) -> Path:
     """The pretrain run's output for ``seed``: run once, shared by every label budget (and by every
     method with the same pretrain request), under ``pretrain/<config>-<request hash>/seed_<seed>/``."""
-
     assert method.pretrain is not None
     spec = method.pretrain
     request = {"config": Path(spec.config).name, "config_sha": file_sha(spec.config), "overrides": spec.overrides,
