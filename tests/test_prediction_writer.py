@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ssl_lightning.callbacks.prediction_writer import PredictionWriter, label_names
-from tests.helpers import run_cli
+from tests.helpers import EXPERIMENTS, run_cli
 from tests.test_experiments_text import TEXT, data_args, write_files
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
@@ -81,6 +81,20 @@ def test_labelled_test_set_default_path_and_no_overwrite(trained, chdir_tmp):
         writer.on_predict_start(trainer, cli.model)
     writer = PredictionWriter(output_file=str(written), overwrite=True)
     writer.on_predict_start(cli.trainer, cli.model)  # allowed
+
+
+def test_image_data_writes_true_and_predicted_labels(chdir_tmp):
+    args = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--test_after_fit", "false"]
+    cli = run_cli("fit", "--config", str(EXPERIMENTS / "quickstart.yaml"), *args, "--trainer.accelerator", "cpu")
+    config = Path(cli.trainer.log_dir) / "config.yaml"
+    best = cli.trainer.checkpoint_callback.best_model_path
+    out = chdir_tmp / "digits.csv"
+    predicted = predict(config, best, f"--trainer.callbacks+={WRITER}", "--trainer.callbacks.output_file", str(out))
+    rows = read_rows(out)
+    assert list(rows[0]) == ["index", "label", "pred_index", "pred_label"]
+    test_labels = predicted.datamodule.datasets["test"].labels
+    assert [int(r["label"]) for r in rows] == test_labels.tolist()  # digits' class names are "0".."9"
+    assert [int(r["pred_index"]) for r in rows] == torch.cat(predicted.trainer.predict_loop.predictions).tolist()
 
 
 def test_label_names_fallbacks():

@@ -38,7 +38,8 @@ class PredictionWriter(BasePredictionWriter):
     ``index`` is the example's position in the predict set (``predict_file`` rows with text, in
     file order, or the test set when no ``predict_file`` is given); ``text`` and ``label`` (the
     true label name; left out when the predict data has no labels) are written when the predict
-    dataset has ``texts`` / ``labels`` lists, as text DataModules do. Predictions are the
+    dataset has ``texts`` / ``labels`` (text DataModules; image DataModules have ``labels`` as a
+    tensor of class indices, written as names). Predictions are the
     ``long[B]`` class indices that ``predict_step`` returns. Under DDP every rank writes its own
     file (``<stem>.rank<R>.csv``); the ``index`` column lets them be merged.
 
@@ -113,16 +114,22 @@ class PredictionWriter(BasePredictionWriter):
         dataset = getattr(loader, "dataset", None)
         texts = getattr(dataset, "texts", None)
         labels = getattr(dataset, "labels", None)
-        names = label_names(getattr(trainer, "datamodule", None), predicted)
+        datamodule = getattr(trainer, "datamodule", None)
+        names = label_names(datamodule, predicted)
         if batch_idx == 0:  # once per loader: the columns depend on the dataset, not the batch
             self._has_text = texts is not None
-            self._has_labels = labels is not None and any(label is not None for label in labels)
+            self._has_labels = isinstance(labels, Tensor) or (
+                labels is not None and any(label is not None for label in labels)
+            )
         for index, pred, name in zip(batch_indices, predicted, names, strict=True):
             row: list[Any] = [int(index)]
             if texts is not None:
                 row.append(texts[index])
             if self._has_labels:
-                row.append("" if labels[index] is None else labels[index])
+                label = labels[index]
+                if isinstance(label, Tensor):  # image datasets keep class indices: write the name
+                    label = label_names(datamodule, [int(label)])[0]
+                row.append("" if label is None else label)
             self._rows.append([*row, pred, name])
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
