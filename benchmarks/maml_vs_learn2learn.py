@@ -5,23 +5,28 @@ seeded 5-way 1-shot tasks (28x28, like Omniglot) with Adam, second-order MAML:
 
 * ours: :meth:`ssl_lightning.methods.maml.MAML.meta_loss` (``torch.func.functional_call`` fast
   weights, one task graph at a time) followed by one ``backward`` and ``optimizer.step``, i.e.
-  exactly what the Lightning training step does;
+  exactly what the Lightning training step does; with ``--compile-backend inductor`` each task's
+  adaptation and query forward is compiled (``MAML(compile_backend="inductor")``; the warm-up
+  meta-step compiles and is not timed, its duration is printed);
 * learn2learn 0.2.0: the loop of its examples, ``learner = maml.clone()``, ``learner.adapt(...)``
   per inner step, ``backward`` of each task's query loss divided by the meta-batch.
 
 Times are medians over meta-steps that alternate between the two implementations in one
 process (so a shared machine's changing load hits both alike). Peak memory is measured for
-each implementation alone in a fresh subprocess: on CPU the peak is the growth of the
-process's maximum resident set size over its size before the first meta-step; on CUDA it is
-``torch.cuda.max_memory_allocated`` over the allocation before the first step. A second
-part runs 500 meta-steps of each and reports the memory after step 50 and after the last
-step (a leak shows as growth).
+each implementation alone in a fresh subprocess, over the measured meta-step after the
+warm-up: on CPU it is the peak resident set size during that step (``VmHWM``, reset through
+``/proc/self/clear_refs``) minus the resident size before it, with glibc told to return freed
+memory at once (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``) so that the resident
+size follows the live tensors; on CUDA it is ``torch.cuda.max_memory_allocated`` over the
+allocation before the step. A second part runs 500 meta-steps of each and reports the memory
+after step 50 and after the last step (a leak shows as growth).
 
 Usage::
 
     bash scripts/install_learn2learn.sh                     # learn2learn on Python >= 3.11
     python benchmarks/maml_vs_learn2learn.py                # default: meta-batch 8, 1 and 5 inner steps
     python benchmarks/maml_vs_learn2learn.py --full         # meta-batch 8 and 32, 1 and 5 steps, 5 timed steps
+    python benchmarks/maml_vs_learn2learn.py --full --compile-backend inductor  # ours compiled
     python benchmarks/maml_vs_learn2learn.py --device cuda --full --threads 8
 
 Goals (issue 6): time ratio ours/learn2learn <= 0.9, memory ratio <= 1.0, no growth over 500 steps.
@@ -30,9 +35,11 @@ Goals (issue 6): time ratio ours/learn2learn <= 0.9, memory ratio <= 1.0, no gro
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -49,7 +56,18 @@ def current_rss_mib() -> float:
 
 
 def peak_rss_mib() -> float:
+    """Peak resident set size since the last :func:`reset_peak_rss`, in MiB (Linux ``VmHWM``)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-RSS window (Linux >= 4.0: writing 5 to clear_refs resets ``VmHWM``)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def make_tasks(meta_batch: int, n_query: int, device: str, seed: int = 0):
@@ -64,7 +82,7 @@ def make_tasks(meta_batch: int, n_query: int, device: str, seed: int = 0):
     return tuple(t.to(device) for t in (support_x, support_y, query_x, query_y))
 
 
-def build(impl: str, inner_steps: int, inner_lr: float, device: str):
+def build(impl: str, inner_steps: int, inner_lr: float, device: str, compile_backend: str | None = None):
     """Return ``step(batch)`` running one meta-step of ``impl`` on a fresh Conv4 (seed 0)."""
     import torch
     import torch.nn.functional as F
@@ -76,7 +94,7 @@ def build(impl: str, inner_steps: int, inner_lr: float, device: str):
     net = Conv4(num_classes=N_WAY, in_chans=1, input_size=IMAGE)
     use_batch_statistics(net)  # both on batch statistics: identical computation
     if impl == "ours":
-        model = MAML(net, inner_lr=inner_lr, inner_steps=inner_steps).to(device)
+        model = MAML(net, inner_lr=inner_lr, inner_steps=inner_steps, compile_backend=compile_backend).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
         def step(batch) -> float:
@@ -115,17 +133,19 @@ def worker(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     cuda = args.device.startswith("cuda")
     batch = make_tasks(args.meta_batch, args.n_query, args.device)
-    step = build(args.impl, args.inner_steps, args.inner_lr, args.device)
+    step = build(args.impl, args.inner_steps, args.inner_lr, args.device, args.compile_backend)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
+    trace = []
+    for _ in range(args.warmup):
+        step(batch)
+    sync()
+    gc.collect()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated() / 2**20
     else:
         before = current_rss_mib()
-    trace = []
-    for _ in range(args.warmup):
-        step(batch)
-    sync()
+        reset_peak_rss()
     start = time.perf_counter()
     for i in range(args.steps):
         loss = step(batch)
@@ -142,16 +162,22 @@ def interleaved_times(args: argparse.Namespace) -> dict:
 
     Alternating cancels most of the drift of a shared machine's load between the two.
     """
-    import statistics
-
     import torch
 
     torch.set_num_threads(args.threads)
     cuda = args.device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     batch = make_tasks(args.meta_batch, args.n_query, args.device)
-    steps = {impl: build(impl, args.inner_steps, args.inner_lr, args.device) for impl in ("ours", "l2l")}
+    steps = {
+        impl: build(impl, args.inner_steps, args.inner_lr, args.device, args.compile_backend)
+        for impl in ("ours", "l2l")
+    }
     times: dict[str, list[float]] = {impl: [] for impl in steps}
+    start = time.perf_counter()
+    steps["ours"](batch)  # not timed: compiles when --compile-backend is given
+    sync()
+    first_step = time.perf_counter() - start
+    steps["l2l"](batch)  # the same untimed extra step for learn2learn
     for i in range(args.warmup + args.steps):
         for impl in ("ours", "l2l") if i % 2 else ("l2l", "ours"):
             sync()
@@ -160,7 +186,7 @@ def interleaved_times(args: argparse.Namespace) -> dict:
             sync()
             if i >= args.warmup:
                 times[impl].append(time.perf_counter() - start)
-    return {impl: statistics.median(values) for impl, values in times.items()}
+    return {**{impl: statistics.median(values) for impl, values in times.items()}, "first_step": first_step}
 
 
 def run_worker(impl: str, meta_batch: int, inner_steps: int, steps: int, args: argparse.Namespace, trace_every=0):
@@ -168,8 +194,10 @@ def run_worker(impl: str, meta_batch: int, inner_steps: int, steps: int, args: a
         sys.executable, __file__, "--worker", impl, "--meta-batch", str(meta_batch), "--inner-steps",
         str(inner_steps), "--steps", str(steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
         "--device", args.device, "--n-query", str(args.n_query), "--trace-every", str(trace_every),
-    ]  # fmt: skip
+    ] + (["--compile-backend", args.compile_backend] if args.compile_backend else [])  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    if impl != "both":  # memory runs: glibc returns freed memory at once, so RSS follows the live tensors
+        env.update(MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         sys.exit(f"measurement failed: {' '.join(command)}\n{done.stderr[-3000:]}")
@@ -189,6 +217,8 @@ def main() -> None:
     parser.add_argument("--inner-lr", type=float, default=0.4)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (same for both)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile-backend", default=None, help="torch.compile backend for ours (e.g. inductor)")
+    parser.add_argument("--repeats", type=int, default=1, help="timing runs per configuration; medians reported")
     parser.add_argument("--worker", choices=["ours", "l2l", "both"], help=argparse.SUPPRESS)
     parser.add_argument("--trace-every", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -207,18 +237,28 @@ def main() -> None:
         f"device={args.device} threads={args.threads} conv4 {N_WAY}-way {K_SHOT}-shot {args.n_query} queries, "
         f"{IMAGE}x{IMAGE}, second order; time: median of {timed} alternating meta-steps after {args.warmup} warm-up"
     )
+    if args.compile_backend:
+        print(
+            f"ours compiled with torch.compile(backend={args.compile_backend!r}); first meta-step (compiling) untimed"
+        )
+    if args.repeats > 1:
+        print(f"time: median over {args.repeats} runs (fresh processes) of each run's ratio; [min, max] of the ratios")
     print(f"{'meta-batch':>10} {'steps':>5} | {'ours s/step':>11} {'l2l s/step':>10} {'time x':>7} | "
           f"{'ours MiB':>8} {'l2l MiB':>8} {'mem x':>6}")  # fmt: skip
     for mb in meta_batches:
         for steps in inner_steps:
-            times = run_worker("both", mb, steps, timed, args)
+            runs = [run_worker("both", mb, steps, timed, args) for _ in range(args.repeats)]
+            ratios = sorted(run["ours"] / run["l2l"] for run in runs)
             # memory: each implementation alone in a fresh process, one measured meta-step
             ours, ref = (run_worker(impl, mb, steps, 1, args) for impl in ("ours", "l2l"))
-            t_ours, t_ref = times["ours"], times["l2l"]
+            t_ours = statistics.median(run["ours"] for run in runs)
+            t_ref = statistics.median(run["l2l"] for run in runs)
             m_ours, m_ref = ours["peak_mib"], ref["peak_mib"]
+            spread = f" [{ratios[0]:.2f}, {ratios[-1]:.2f}]" if len(runs) > 1 else ""
+            first = f"; first step {max(run['first_step'] for run in runs):.0f} s" if args.compile_backend else ""
             print(
-                f"{mb:>10} {steps:>5} | {t_ours:>11.3f} {t_ref:>10.3f} {t_ours / t_ref:>6.2f}x | "
-                f"{m_ours:>8.1f} {m_ref:>8.1f} {m_ours / max(m_ref, 1e-9):>5.2f}x",
+                f"{mb:>10} {steps:>5} | {t_ours:>11.3f} {t_ref:>10.3f} {statistics.median(ratios):>6.2f}x | "
+                f"{m_ours:>8.1f} {m_ref:>8.1f} {m_ours / max(m_ref, 1e-9):>5.2f}x{spread}{first}",
                 flush=True,
             )
     if args.growth_steps > 0:

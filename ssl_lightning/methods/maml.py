@@ -55,10 +55,11 @@ class MAML(EpisodicModule):
     ``compile_backend="inductor"`` compiles each task's adaptation and query forward with
     ``torch.compile`` (the inner gradients through ``torch.func.grad``, so the inner and outer
     backward passes become one traced graph whose batch-norm, ReLU and pooling kernels
-    inductor fuses). On a CPU Conv-4 this takes about 0.8x the time per meta-step of the eager
-    loop (``benchmarks/maml_vs_learn2learn.py --compile-backend inductor``); the first
-    meta-step of each shape and step count compiles (minutes on a small CPU, cached on disk
-    for later runs). ``"aot_eager"`` traces without code generation (checks, debugging).
+    inductor fuses). On a 1-thread CPU Conv-4 a meta-step then takes 0.76-0.86x learn2learn's
+    time and 0.6-0.8x its memory (eager: about 1.0x;
+    ``benchmarks/maml_vs_learn2learn.py --full --compile-backend inductor``); the first
+    meta-step of each episode shape and step count compiles (0.5-15 min on a loaded 2-core
+    CPU, cached on disk for later runs). ``"aot_eager"`` traces without code generation (checks, debugging).
 
     Shapes per episode: ``support_x: float[N*K, C, H, W]``, ``support_y: long[N*K]``,
     ``query_x: float[N*Q, C, H, W]`` -> query logits ``float[N*Q, N]``; batches hold ``T``
