@@ -77,6 +77,7 @@ class Classifier(pl.LightningModule):
             optimizer: {class_path: torch.optim.Adam, init_args: {lr: 0.001}}
             backbone_checkpoint: checkpoints/ae_digits_encoder.pt   # optional
             finetune: full                                          # or linear_probe
+            freeze_batchnorm: true                                  # pretrained BN statistics
             backbone_lr_multiplier: 0.1
 
     Args:
@@ -96,6 +97,11 @@ class Classifier(pl.LightningModule):
             optimizer's learning rate times this; the head keeps the optimizer's learning rate.
         reset_head: keep the backbone's fresh head even where ``backbone_checkpoint`` has one of
             the same shape (source -> target transfer to other classes).
+        freeze_batchnorm: keep every batch-norm layer of the backbone in eval mode while training:
+            normalize with the pretrained running statistics and never update them (their affine
+            weights still train unless frozen). Usual when fine-tuning a pretrained network on
+            small batches of few images, whose batch statistics are noisy and off the pretraining
+            distribution.
     """
 
     def __init__(
@@ -108,6 +114,7 @@ class Classifier(pl.LightningModule):
         finetune: Literal["full", "linear_probe"] = "full",
         backbone_lr_multiplier: float = 1.0,
         reset_head: bool = False,
+        freeze_batchnorm: bool = False,
     ) -> None:
         super().__init__()
         save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"])
@@ -124,6 +131,7 @@ class Classifier(pl.LightningModule):
                 state = {key: value for key, value in state.items() if not key.startswith("head.")}
             load_weights(backbone, state, backbone_checkpoint, optional=("head.",))
         self.backbone_lr_multiplier = backbone_lr_multiplier
+        self.freeze_batchnorm = freeze_batchnorm
         self.backbone_frozen = False
         self.set_backbone_frozen(finetune == "linear_probe")
         self.optimizer_factory = optimizer
@@ -169,6 +177,10 @@ class Classifier(pl.LightningModule):
             for name, child in self.backbone.named_children():
                 if name != "head":
                     child.eval()
+        if mode and getattr(self, "freeze_batchnorm", False):
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         return self
 
     def setup(self, stage: str) -> None:

@@ -70,6 +70,20 @@ def test_full_finetune_updates_bn_statistics_and_weights():
     assert any("running_mean" in k for k in changed) and any(k.endswith("conv_stem.weight") for k in changed)
 
 
+def test_freeze_batchnorm_keeps_running_statistics_while_all_weights_train():
+    pl.seed_everything(0)
+    model = Classifier(bn_backbone(), freeze_batchnorm=True, optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
+    before = body_state(model)
+    trainer(max_steps=3, limit_val_batches=0).fit(model, datamodule=tiny_digits())
+    after = body_state(model)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    statistics = {k for k in before if k.endswith(("running_mean", "running_var"))}
+    assert statistics and not statistics & changed
+    assert any(k.endswith("conv_stem.weight") for k in changed) and any(k.endswith("bn1.weight") for k in changed)
+    model.train()
+    assert model.training and not model.backbone.model.bn1.training
+
+
 class RecordFrozen(Callback):
     def __init__(self) -> None:
         self.per_epoch: dict[int, tuple[bool, bool, bool]] = {}
