@@ -88,3 +88,16 @@ def test_digits_demo_two_steps(config: Path, chdir_tmp):
 
 def test_every_fewshot_yaml_is_covered():
     assert {p.name for p in OMNIGLOT_CONFIGS + DIGITS_CONFIGS} <= {p.name for p in FEWSHOT.glob("*.yaml")}
+
+
+def test_small_background_alphabet_split_is_class_disjoint_and_complete(tmp_path):
+    """experiments/fewshot/omniglot_background_small_split.json: the 8 alphabets of images_background_small1/2,
+    split by alphabet (train 5, val 1, test 2) as used for the README's Omniglot numbers."""
+    from ssl_lightning.data.episodic import split_classes_from_file
+
+    alphabets = ["Balinese", "Early_Aramaic", "Greek", "Japanese_(katakana)", "Korean", "Latin", "Sanskrit", "Tagalog"]
+    names = [f"images_background/{a}/character{c:02d}" for a in alphabets for c in (1, 2)]
+    split = split_classes_from_file(names, FEWSHOT / "omniglot_background_small_split.json")
+    assert sorted(sum(split.values(), [])) == list(range(len(names)))  # every class, each in one split
+    assert [names[i].split("/")[1] for i in split["test"]] == ["Early_Aramaic"] * 2 + ["Korean"] * 2
+    assert [names[i].split("/")[1] for i in split["val"]] == ["Tagalog"] * 2
