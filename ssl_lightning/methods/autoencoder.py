@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric
 
 from ssl_lightning.methods.export import EncoderExport
 from ssl_lightning.methods.hparams import save_plain_hyperparameters
+from ssl_lightning.methods.metrics import logs_this_step
 from ssl_lightning.nets.decoder import ConvDecoder
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ class Autoencoder(EncoderExport):
         loss = self.reconstruction_loss(output, x)
         self.mean_loss[f"{stage}_"].update(loss.detach(), weight=len(x))
         self.log(f"{stage}/loss", self.mean_loss[f"{stage}_"], on_step=False, on_epoch=True, batch_size=len(x))
-        if stage == "train":
+        if stage == "train" and logs_this_step(self):
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss
 

@@ -13,7 +13,7 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ssl_lightning.methods.hparams import save_plain_hyperparameters
-from ssl_lightning.methods.metrics import RunningAccuracy, RunningMean
+from ssl_lightning.methods.metrics import RunningAccuracy, RunningMean, logs_this_step
 from ssl_lightning.nets.pretrained import load_weights, read_state_dict
 
 STAGES = ("train", "val", "test")
@@ -38,19 +38,6 @@ def reset_at_epoch_start(metrics: list[Metric | MetricCollection]) -> None:
     """
     for metric in metrics:
         metric.reset()
-
-
-def logs_this_step(module: pl.LightningModule) -> bool:
-    """Whether the Trainer writes step metrics to its loggers after this training step.
-
-    ``self.log`` costs ~2 ms per call on a CPU (benchmarks/lightning_overhead.py); a per-step value
-    logged only on the steps the logger keeps (every ``log_every_n_steps``, and the last) reaches
-    TensorBoard and the progress bar just the same. Outside a Trainer, always True.
-    """
-    trainer = module._trainer
-    if trainer is None:
-        return True
-    return bool(trainer._logger_connector.should_update_logs)
 
 
 class Classifier(pl.LightningModule):

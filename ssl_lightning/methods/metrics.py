@@ -9,6 +9,7 @@ few tensor ops it needs; the values they compute are the same (tested against th
 
 from __future__ import annotations
 
+import lightning.pytorch as pl
 from torch import Tensor
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -57,3 +58,17 @@ class RunningMean(MeanMetric):
     def update(self, value: Tensor, weight: float = 1.0) -> None:  # type: ignore[override]
         self.mean_value += value.sum() * weight
         self.weight += weight * value.numel()
+
+
+def logs_this_step(module: pl.LightningModule) -> bool:
+    """Whether the Trainer writes step metrics to its loggers after this training step.
+
+    ``self.log`` is a visible share of a small model's step (benchmarks/lightning_overhead.py); a
+    per-step value logged only on the steps the logger keeps (every ``log_every_n_steps``, or when
+    training stops) reaches TensorBoard just the same, and the progress bar shows the latest one.
+    Outside a Trainer, always True.
+    """
+    trainer = module._trainer
+    if trainer is None:
+        return True
+    return bool(trainer._logger_connector.should_update_logs)
