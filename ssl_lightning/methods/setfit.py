@@ -94,13 +94,13 @@ class SetFitClassifier(Classifier):
         finetune: Literal["full", "linear_probe"] = "full" if contrastive_epochs > 0 else "linear_probe"
         super().__init__(
             backbone,
-            optimizer,
-            lr_scheduler,
-            label_smoothing,
-            backbone_checkpoint,
-            finetune,
-            backbone_lr_multiplier,
-            reset_head,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            label_smoothing=label_smoothing,
+            backbone_checkpoint=backbone_checkpoint,
+            finetune=finetune,
+            backbone_lr_multiplier=backbone_lr_multiplier,
+            reset_head=reset_head,
         )
         save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"])
         self.contrastive_epochs = contrastive_epochs
