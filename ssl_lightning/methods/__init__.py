@@ -9,6 +9,7 @@ from ssl_lightning.methods.fixmatch import FixMatch, PseudoLabel
 from ssl_lightning.methods.maml import MAML
 from ssl_lightning.methods.metasgd import MetaSGD
 from ssl_lightning.methods.protonet import ProtoNet
+from ssl_lightning.methods.setfit import SetFitClassifier
 from ssl_lightning.methods.simclr import SimCLR
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "MetaSGD",
     "ProtoNet",
     "PseudoLabel",
+    "SetFitClassifier",
     "SimCLR",
 ]
