@@ -14,6 +14,7 @@ from torchmetrics import CatMetric, MeanMetric, Metric
 
 from ssl_lightning.methods.classifier import persist, reset_at_epoch_start
 from ssl_lightning.methods.functional import accuracy, confidence_interval
+from ssl_lightning.methods.metrics import logs_this_step
 
 STAGES = ("train", "val", "test")
 EVAL_STAGES = ("val", "test")
@@ -139,7 +140,7 @@ class EpisodicModule(pl.LightningModule):
         self.log(
             f"{stage}/acc", self.mean_acc[f"{stage}_"], on_step=False, on_epoch=True, prog_bar=True, batch_size=n_tasks
         )
-        if stage == "train":
+        if stage == "train" and logs_this_step(self):
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss if stage == "train" else loss.detach()
 

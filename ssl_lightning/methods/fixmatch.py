@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric, Metric, MetricCollection
 from ssl_lightning.methods.classifier import Classifier, persist
 from ssl_lightning.methods.hparams import save_plain_hyperparameters
 from ssl_lightning.methods.losses import pseudo_label_loss
+from ssl_lightning.methods.metrics import logs_this_step
 
 SemiSupervisedBatch = dict[str, tuple[Tensor, ...]]
 
@@ -153,7 +154,8 @@ class FixMatch(Classifier):
             correct = (pseudo_labels[mask] == y_true[mask]).float()
             self.pseudo_acc.update(correct.mean(), weight=len(correct))
             self.log("train/pseudo_acc", self.pseudo_acc, on_step=False, on_epoch=True)
-        self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        if logs_this_step(self):
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
     def train_metrics(self) -> list[Metric | MetricCollection]:

@@ -15,6 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from ssl_lightning.methods.export import EncoderExport
 from ssl_lightning.methods.hparams import save_plain_hyperparameters
 from ssl_lightning.methods.losses import NTXentLoss
+from ssl_lightning.methods.metrics import logs_this_step
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,8 @@ class SimCLR(EncoderExport):
         loss = self.criterion(z1, z2)
         self.mean_loss.update(loss.detach(), weight=len(x1))
         self.log("train/loss", self.mean_loss, on_step=False, on_epoch=True, batch_size=len(x1))
-        self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        if logs_this_step(self):
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
     # ---- kNN monitor ----------------------------------------------------------------------
