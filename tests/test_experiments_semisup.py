@@ -13,6 +13,7 @@ DIGITS = [
 ]
 CIFAR = [
     EXPERIMENTS / "semisup" / "fixmatch_cifar10_250.yaml",
+    EXPERIMENTS / "semisup" / "fixmatch_cifar10_250_conv4.yaml",
     EXPERIMENTS / "pretrain" / "simclr_cifar10.yaml",
 ]
 # the tiny CIFAR-10 has 10 training images per class: hold out 20, label 2 per class
