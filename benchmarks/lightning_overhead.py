@@ -90,14 +90,15 @@ class BareModule(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-3)
 
 
-def bare_trainer_path(dm: SyntheticCIFAR, epochs: int) -> tuple[float, float]:
-    torch.manual_seed(0)
-    model = BareModule()
+def fit_timed(
+    model: pl.LightningModule, dm: SyntheticCIFAR, epochs: int, logger: CSVLogger | bool
+) -> tuple[float, float]:
+    """Time ``Trainer.fit`` alone (no progress bar, summary, checkpoints or validation)."""
     trainer = pl.Trainer(
         max_epochs=epochs,
         accelerator="cpu",
         devices=1,
-        logger=False,
+        logger=logger,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -105,23 +106,17 @@ def bare_trainer_path(dm: SyntheticCIFAR, epochs: int) -> tuple[float, float]:
         num_sanity_val_steps=0,
     )
     return timed(lambda: trainer.fit(model, datamodule=dm))
+
+
+def bare_trainer_path(dm: SyntheticCIFAR, epochs: int) -> tuple[float, float]:
+    torch.manual_seed(0)
+    return fit_timed(BareModule(), dm, epochs, logger=False)
 
 
 def trainer_path(dm: SyntheticCIFAR, epochs: int, log_dir: str) -> tuple[float, float]:
     torch.manual_seed(0)
     model = Classifier(lenet(num_classes=10, in_chans=3, input_size=32))
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=CSVLogger(log_dir),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
-    return timed(lambda: trainer.fit(model, datamodule=dm))
+    return fit_timed(model, dm, epochs, logger=CSVLogger(log_dir))
 
 
 def main() -> None:
