@@ -13,7 +13,7 @@ from ssl_lightning.data import DigitsDataModule
 from ssl_lightning.data.semisup import SemiSupervisedDataModule
 from ssl_lightning.methods.fixmatch import FixMatch, PseudoLabel
 from ssl_lightning.methods.losses import pseudo_label_loss
-from ssl_lightning.nets import LeNet
+from ssl_lightning.nets import Conv4, LeNet
 
 
 def lenet() -> LeNet:
@@ -142,6 +142,22 @@ def test_training_logs_the_unlabelled_statistics(chdir_tmp):
         assert name in logged, name
     assert logged["train/mask_rate"].item() == 1.0
     assert 0.0 <= logged["train/pseudo_acc"].item() <= 1.0
+
+
+def test_ema_averages_batch_norm_statistics_and_copies_the_step_counter():
+    model = FixMatch(Conv4(num_classes=10, in_chans=1, input_size=16, hidden=4), ema_decay=0.75)
+    online_bn, ema_bn = (
+        next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        for net in (model.backbone, model.ema_backbone)
+    )
+    before = ema_bn.running_mean.clone()
+    with torch.no_grad():
+        model.backbone.train()(torch.randn(4, 1, 16, 16) + 3.0)  # moves the online running statistics
+    model.update_ema()
+    # ema = 0.75 * ema + 0.25 * online, for the running mean as for the weights; the counter is copied
+    assert torch.allclose(ema_bn.running_mean, 0.75 * before + 0.25 * online_bn.running_mean)
+    assert not torch.allclose(ema_bn.running_mean, online_bn.running_mean)
+    assert int(ema_bn.num_batches_tracked) == int(online_bn.num_batches_tracked) == 1
 
 
 def test_checkpoint_holds_the_ema_and_reloads(chdir_tmp):
