@@ -170,8 +170,8 @@ class FixMatch(Classifier):
         ``WeightAveraging`` and ``torch.optim.swa_utils.AveragedModel(use_buffers=True)`` do), so
         the evaluated weights meet statistics of the same horizon; integer buffers
         (``num_batches_tracked``) are copied. Copying the online statistics instead put a Conv4's
-        EMA 6-11 points of CIFAR-10 test accuracy below its online weights after 3,000 Adam steps
-        (averaged: 0-3 points).
+        EMA 1-11 points of CIFAR-10 test accuracy below its online weights after 3,000 Adam steps
+        (averaged: 0-3 points; README, "Semi- and self-supervised").
         """
         if self.ema_backbone is None or self.ema_decay is None:
             return
