@@ -8,8 +8,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from ssl_lightning.callbacks.figures import log_image_grid
 from ssl_lightning.data.augment import augmentation_generator
+from ssl_lightning.utils.figures import log_image_grid
 
 
 class AugmentationGrid(pl.Callback):

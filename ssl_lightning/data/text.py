@@ -37,7 +37,7 @@ from ssl_lightning.data.splits import class_counts, per_class_subset, stratified
 from ssl_lightning.data.subset_file import load_subset
 from ssl_lightning.data.text_augment import EDA
 from ssl_lightning.data.tokenize import HFTokenizer, Vocabulary, WordTokenizer, build_tokenizer, word_tokenize
-from ssl_lightning.methods.hparams import save_plain_hyperparameters
+from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 log = logging.getLogger(__name__)
 

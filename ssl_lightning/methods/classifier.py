@@ -12,9 +12,9 @@ from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from ssl_lightning.methods.hparams import save_plain_hyperparameters
 from ssl_lightning.methods.metrics import RunningAccuracy, RunningMean, logs_this_step
 from ssl_lightning.nets.pretrained import load_weights, read_state_dict
+from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 STAGES = ("train", "val", "test")
 
@@ -247,7 +247,7 @@ class Classifier(pl.LightningModule):
         self.log_epoch_metrics("test")
         matrix = self.confusion.compute()
         self.confusion.reset()
-        from ssl_lightning.callbacks.figures import confusion_figure, log_figure
+        from ssl_lightning.utils.figures import confusion_figure, log_figure
 
         names = getattr(getattr(self.trainer, "datamodule", None), "class_names", None)
         if self.trainer.is_global_zero:

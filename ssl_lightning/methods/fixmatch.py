@@ -11,9 +11,9 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 
 from ssl_lightning.methods.classifier import Classifier, persist
-from ssl_lightning.methods.hparams import save_plain_hyperparameters
 from ssl_lightning.methods.losses import pseudo_label_loss
 from ssl_lightning.methods.metrics import logs_this_step
+from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 SemiSupervisedBatch = dict[str, tuple[Tensor, ...]]
 

@@ -1,25 +1,6 @@
-"""Hyperparameter saving that keeps checkpoints loadable with ``weights_only=True``."""
+"""Moved to :mod:`ssl_lightning.utils.hparams` (a neutral helper every layer may import); this path is
+kept for one release."""
 
-from __future__ import annotations
+from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
-import inspect
-from collections.abc import Sequence
-
-import lightning.pytorch as pl
-from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-
-
-def save_plain_hyperparameters(module: pl.LightningModule, objects: Sequence[str]) -> None:
-    """Save the ``__init__`` arguments of ``module`` as plain types.
-
-    Under LightningCLI the arguments arrive as their config (class paths and init args:
-    plain dicts), which ``load_from_checkpoint`` re-instantiates, so everything is kept.
-    Built in Python, the object arguments named in ``objects`` (networks, optimizer
-    factories) would be pickled into the checkpoint; they are left out, and the caller passes
-    them again to ``load_from_checkpoint``.
-    """
-    from_cli = _given_hyperparameters.get() is not None
-    # frame=caller's __init__ so Lightning collects that method's arguments, not ours.
-    frame = inspect.currentframe()
-    caller = frame.f_back if frame is not None else None
-    module.save_hyperparameters(ignore=None if from_cli else list(objects), frame=caller)
+__all__ = ["save_plain_hyperparameters"]

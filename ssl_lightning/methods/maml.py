@@ -13,7 +13,7 @@ from torch.func import functional_call
 
 from ssl_lightning.methods.episodic import EpisodicModule
 from ssl_lightning.methods.functional import inner_loop
-from ssl_lightning.methods.hparams import save_plain_hyperparameters
+from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 
 def use_batch_statistics(module: nn.Module) -> int:

@@ -8,8 +8,8 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from ssl_lightning.methods.hparams import save_plain_hyperparameters
 from ssl_lightning.methods.maml import MAML
+from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 
 class MetaSGD(MAML):

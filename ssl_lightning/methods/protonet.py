@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ssl_lightning.methods.episodic import EpisodicModule
 from ssl_lightning.methods.functional import Distance, distance_logits, prototypes
-from ssl_lightning.methods.hparams import save_plain_hyperparameters
+from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 
 class ProtoNet(EpisodicModule):

@@ -10,7 +10,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from ssl_lightning.methods.classifier import Classifier
-from ssl_lightning.methods.hparams import save_plain_hyperparameters
+from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 
 def cosine_pair_loss(features: Tensor, labels: Tensor) -> Tensor:

@@ -13,9 +13,9 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ssl_lightning.methods.export import EncoderExport
-from ssl_lightning.methods.hparams import save_plain_hyperparameters
 from ssl_lightning.methods.losses import NTXentLoss
 from ssl_lightning.methods.metrics import logs_this_step
+from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 log = logging.getLogger(__name__)
 
