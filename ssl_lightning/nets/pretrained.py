@@ -16,6 +16,7 @@ standardized with the weights' mean/std, so the DataModule should deliver ``[0, 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -49,9 +50,6 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-#: Kept for one release: moved to :func:`ssl_lightning.nets.weights.parse_pretrained`.
-_parse_pretrained = parse_pretrained
 
 
 # ---- input handling and head shared by both wrappers ------------------------------------
@@ -217,7 +215,7 @@ class TorchvisionBackbone(_PretrainedBackbone):
         model_name: str = "resnet18",
         pretrained: str | None = None,
         num_classes: int = 10,
-        in_chans: int = 3,
+        in_chans: Literal[1, 3] = 3,
         input_size: int | None = 224,
         normalize: bool = True,
         channels_last: bool = False,

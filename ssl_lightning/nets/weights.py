@@ -16,6 +16,11 @@ Weights come from one string, ``pretrained``:
 :func:`read_state_dict` reads such a file, :func:`load_weights` puts a state dict into a
 network strictly (naming the first tensor that does not fit), skipping only the head.
 ``Classifier(backbone_checkpoint=...)`` and the pretrained backbones use both.
+
+Example (an autoencoder's encoder into a fresh LeNet; a head of another size is skipped)::
+
+    state = read_state_dict("runs/autoencoder/checkpoints/last.ckpt")  # the encoder.* tensors
+    load_weights(lenet(num_classes=10, in_chans=1, input_size=8), state, "last.ckpt", optional=("head.",))
 """
 
 from __future__ import annotations
