@@ -3,10 +3,13 @@
 One place for the conversions that the pretrained backbones (``TimmBackbone.prepare_input``)
 and selection's embeddings (``selection.embeddings.adapt_images``) apply to float batches on
 the device. Grey images become RGB by repeating the channel (an ``expand``: a view, no copy),
-RGB becomes grey by Rec. 601 luma (as PIL's ``convert("L")``), and resizing is bilinear.
+RGB becomes grey by Rec. 601 luma (as PIL's ``convert("L")``; torchvision's
+``rgb_to_grayscale`` rounds the red weight to 0.2989, so it is not used), and resizing is torch's
+bilinear ``F.interpolate``.
 
 (The data layer's conversion of a stored uint8 pool, ``data.episodic.match_channels`` /
-``resize_images``, rounds back to uint8 and cannot import ``nets``; it stays there.)
+``resize_images``, rounds back to uint8 and may not import ``nets`` (data and nets are
+siblings); it stays there.)
 
 Example::
 
