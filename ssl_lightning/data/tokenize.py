@@ -12,16 +12,17 @@ holds a machine-specific path.
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+# The project's one resolver of package:<module> names; importable from here as before.
+from ssl_lightning.utils.packaged import PACKAGE_PREFIX, resolve_pretrained  # noqa: F401
+
 PAD = "<pad>"
 UNK = "<unk>"
-PACKAGE_PREFIX = "package:"
 
 # Words (letters/digits/underscore, keeping inner apostrophes: "don't") or single punctuation marks.
 _TOKEN_RE = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
@@ -147,34 +148,6 @@ class HFTokenizer:
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, truncation=True, max_length=self.max_length)["input_ids"])
-
-
-def resolve_pretrained(name: str) -> str:
-    """Map a config's model name to what ``from_pretrained`` accepts.
-
-    ``package:<module>`` -> the folder of Hugging Face files that the installed pip package
-    ``<module>`` ships (its ``model/`` subfolder, or the package folder itself, whichever holds a
-    ``config.json``). Anything else is returned unchanged: a local directory or a hub id.
-
-    Raises:
-        FileNotFoundError: the package is not installed or holds no model files.
-    """
-    if not name.startswith(PACKAGE_PREFIX):
-        return name
-    module_name = name[len(PACKAGE_PREFIX) :]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        dist = module_name.replace("_", "-")
-        raise FileNotFoundError(
-            f"{name!r} names the Python package {module_name!r}, which is not installed. "
-            f"Install it (pip install {dist}) or give a local model directory or hub id instead."
-        ) from err
-    root = Path(module.__file__ or "").resolve().parent
-    for folder in (root / "model", root):
-        if (folder / "config.json").is_file():
-            return str(folder)
-    raise FileNotFoundError(f"package {module_name!r} at {root} ships no Hugging Face model (no config.json found).")
 
 
 def build_tokenizer(

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from ssl_lightning.methods.episodic import EpisodicModule
 from ssl_lightning.methods.functional import Distance, distance_logits, prototypes
+from ssl_lightning.nets.head import pooled_features
 from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 
@@ -54,8 +55,8 @@ class ProtoNet(EpisodicModule):
         self.distance: Distance = distance
 
     def forward(self, x: Tensor) -> Tensor:
-        """float[B, C, H, W] -> embeddings float[B, D]."""
-        return self.backbone.forward_features(x)
+        """float[B, C, H, W] -> embeddings float[B, D] (a raw timm model's feature maps are pooled)."""
+        return pooled_features(self.backbone, x)
 
     def task_logits(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, n_way: int) -> Tensor:
         # One forward pass for support and queries: the same batch-norm statistics for both.

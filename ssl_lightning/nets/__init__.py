@@ -1,20 +1,25 @@
 """Plain ``nn.Module`` backbones following timm's contract.
 
-Every backbone exposes ``num_features``, ``num_classes``, ``forward_features(x)``,
-``forward_head(features)`` and ``reset_classifier(num_classes)`` (the head lives in ``head``),
-and never knows which method trains it. timm, torchvision and transformers are imported only
-when a pretrained backbone is built.
+Every backbone exposes ``num_features``, ``num_classes``, ``forward_features(x)`` (pooled
+features, unlike timm's maps), ``forward_head(features)`` and ``reset_classifier(num_classes)``
+(the head lives in ``head``), and never knows which method trains it. The contract and its
+shared head are :mod:`~ssl_lightning.nets.head`; weights (package / hub / local files, state
+dicts) are :mod:`~ssl_lightning.nets.weights`; fitting images to a backbone (grey <-> RGB,
+resizing) is :mod:`~ssl_lightning.nets.adapters`. timm, torchvision and transformers are
+imported only when a pretrained backbone is built.
 """
 
 from ssl_lightning.nets.bilstm import BiLSTMClassifier
 from ssl_lightning.nets.conv4 import Conv4, conv4
 from ssl_lightning.nets.decoder import ConvDecoder
+from ssl_lightning.nets.head import ClassifierHeadMixin, pooled_features
 from ssl_lightning.nets.hf_encoder import HFEncoder
 from ssl_lightning.nets.lenet import LeNet, count_parameters, lenet
 from ssl_lightning.nets.pretrained import TimmBackbone, TorchvisionBackbone
 
 __all__ = [
     "BiLSTMClassifier",
+    "ClassifierHeadMixin",
     "Conv4",
     "ConvDecoder",
     "HFEncoder",
@@ -24,4 +29,5 @@ __all__ = [
     "conv4",
     "count_parameters",
     "lenet",
+    "pooled_features",
 ]

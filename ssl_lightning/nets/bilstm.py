@@ -10,6 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ssl_lightning.nets.head import ClassifierHeadMixin
+
 log = logging.getLogger(__name__)
 
 
@@ -45,13 +47,14 @@ def read_word_vectors(path: str | Path, vocabulary: list[str], embed_dim: int) -
     return vectors, found
 
 
-class BiLSTMClassifier(nn.Module):
+class BiLSTMClassifier(ClassifierHeadMixin, nn.Module):
     """Embedding -> bidirectional LSTM over packed sequences -> mean/max pooling -> linear head.
 
     Padding never reaches the LSTM (sequences are packed by length) nor the pooling (masked),
     so a text's features do not depend on how long the other texts of its batch are.
-    Follows the backbone contract: ``num_features`` (``2 * hidden_size``), ``forward_features``,
-    ``forward_head``, ``reset_classifier``; ``num_classes=0`` makes the head the identity.
+    Follows the backbone contract (:mod:`ssl_lightning.nets.head`): ``num_features``
+    (``2 * hidden_size``), ``forward_features``, ``forward_head``, ``reset_classifier``;
+    ``num_classes=0`` makes the head the identity.
 
     Shapes: ``inputs = {"input_ids": long[B, L], "lengths": long[B], ...}`` -> ``float[B, num_classes]``.
 
@@ -94,7 +97,6 @@ class BiLSTMClassifier(nn.Module):
         if pooling not in ("mean", "max"):
             raise ValueError(f"pooling must be 'mean' or 'max', got {pooling!r}")
         self.vocab_size = vocab_size
-        self.num_classes = num_classes
         self.pooling = pooling
         self.num_features = 2 * hidden_size
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
@@ -107,7 +109,6 @@ class BiLSTMClassifier(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,
         )
         self.dropout = nn.Dropout(dropout)
-        self.head: nn.Module = nn.Identity()
         self.reset_classifier(num_classes)
         if pretrained_vectors is not None:
             if vocabulary_file is None:
@@ -132,11 +133,6 @@ class BiLSTMClassifier(nn.Module):
         log.info("%s: %d of %d vocabulary words have pretrained vectors", path, len(rows), len(vocabulary))
         return len(rows)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a fresh ``Linear(num_features, num_classes)`` (identity if 0)."""
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
     def forward_features(self, inputs: dict[str, Tensor]) -> Tensor:
         """``{"input_ids": long[B, L], "lengths": long[B]}`` -> pooled float[B, 2 * hidden_size]."""
         ids = inputs["input_ids"]
@@ -160,10 +156,3 @@ class BiLSTMClassifier(nn.Module):
         else:
             pooled = (output * mask).sum(dim=1) / lengths[:, None].to(output.dtype)
         return self.dropout(pooled)
-
-    def forward_head(self, features: Tensor) -> Tensor:
-        """float[B, num_features] -> float[B, num_classes]."""
-        return self.head(features)
-
-    def forward(self, inputs: dict[str, Tensor]) -> Tensor:
-        return self.forward_head(self.forward_features(inputs))

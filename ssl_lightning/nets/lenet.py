@@ -5,13 +5,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ssl_lightning.nets.head import ClassifierHeadMixin
 
-class LeNet(nn.Module):
+
+class LeNet(ClassifierHeadMixin, nn.Module):
     """conv5x5-6, maxpool, conv5x5-16, maxpool, fc-120, fc-84, fc-classes.
 
-    Follows the backbone contract of timm: ``num_features`` (84), ``forward_features`` (the
-    84-d penultimate activations), ``forward_head`` (the last linear layer) and
-    ``reset_classifier``. ``num_classes=0`` makes the head the identity (a feature extractor).
+    Follows the backbone contract (:mod:`ssl_lightning.nets.head`): ``num_features`` (84),
+    ``forward_features`` (the 84-d penultimate activations), ``forward_head`` (the last linear
+    layer) and ``reset_classifier``. ``num_classes=0`` makes the head the identity (a feature extractor).
 
     Shapes: ``x: float[B, in_chans, input_size, input_size]`` -> ``float[B, num_classes]``.
 
@@ -38,7 +40,6 @@ class LeNet(nn.Module):
                 f"LeNet with padding={padding} cannot take {input_size}x{input_size} inputs (feature map shrinks "
                 f"to nothing). Use padding=2 for inputs smaller than 16 pixels, or resize the images."
             )
-        self.num_classes = num_classes
         self.in_chans = in_chans
         self.num_features = 84
         self.features = nn.Sequential(
@@ -54,24 +55,11 @@ class LeNet(nn.Module):
             nn.Linear(120, self.num_features),
             nn.ReLU(),
         )
-        self.head: nn.Module = nn.Identity()
         self.reset_classifier(num_classes)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a fresh ``Linear(num_features, num_classes)`` (identity if 0)."""
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_features(self, x: Tensor) -> Tensor:
         """float[B, C, H, W] -> float[B, 84]."""
         return self.features(x)
-
-    def forward_head(self, features: Tensor) -> Tensor:
-        """float[B, 84] -> float[B, num_classes]."""
-        return self.head(features)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def lenet(num_classes: int = 10, in_chans: int = 3, input_size: int = 32) -> LeNet:

@@ -34,10 +34,12 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
+
+from ssl_lightning.nets.adapters import adapt_images as nets_adapt_images
+from ssl_lightning.nets.head import pooled_features
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +94,12 @@ def default_device() -> torch.device:
 
 
 def adapt_images(x: Any, resolution: int | None, in_chans: int | None) -> Any:
-    """Fit image batches float[B, C, H, W] to a backbone: grey -> ``in_chans`` copies, resize.
+    """Fit image batches float[B, C, H, W] to a backbone: grey -> ``in_chans`` copies, resize (antialiased).
 
-    Anything that is not a 4-d float tensor (token ids, dicts) is returned unchanged.
+    Anything that is not a 4-d float tensor (token ids, dicts) is returned unchanged
+    (:func:`ssl_lightning.nets.adapters.adapt_images`).
     """
-    if not (isinstance(x, Tensor) and x.ndim == 4 and x.is_floating_point()):
-        return x
-    if in_chans is not None and x.shape[1] != in_chans:
-        if x.shape[1] != 1:
-            raise ValueError(f"cannot turn {x.shape[1]}-channel images into {in_chans} channels; only grey (1) can be")
-        x = x.expand(-1, in_chans, -1, -1)
-    if resolution is not None and tuple(x.shape[-2:]) != (resolution, resolution):
-        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True)
-    return x
+    return nets_adapt_images(x, in_chans, resolution, antialias=True)
 
 
 @torch.no_grad()
@@ -232,9 +227,7 @@ class Embeddings:
 
 def _pooled_features(backbone: nn.Module) -> Callable[[Any], Tensor]:
     def features(x: Any) -> Tensor:
-        out = backbone.forward_features(x)
-        if isinstance(out, Tensor) and out.ndim == 4:  # raw timm models return maps: average-pool them
-            out = out.mean(dim=(2, 3))
+        out = pooled_features(backbone, x)  # a raw timm model's maps are pooled the model's own way
         if not isinstance(out, Tensor) or out.ndim != 2:
             shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(
