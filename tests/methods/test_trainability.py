@@ -9,6 +9,7 @@ thaw only that. The HFEncoder is a tiny randomly initialised BERT saved to a tem
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from ssl_lightning.nets.conv4 import Conv4
 from ssl_lightning.nets.hf_encoder import HFEncoder
 from ssl_lightning.nets.pretrained import TimmBackbone
 from ssl_lightning.utils.freezing import Freezer
+from tests.methods.test_transfer import trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -78,16 +80,9 @@ def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> 
 
 def fit(model: pl.LightningModule, batches: list, callbacks: list[Callback] | None = None, epochs: int = 1) -> None:
     """Train on these ready-made batches (``batch_size=None``: the loader yields them as they are)."""
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        callbacks=callbacks or [],
+    trainer(max_epochs=epochs, callbacks=callbacks or []).fit(
+        model, train_dataloaders=DataLoader(batches, batch_size=None)
     )
-    trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
 
 
 def text_batch(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -109,6 +104,14 @@ def test_freezer_thaws_only_what_it_froze():
     assert trainable(net) == set() and freezer.frozen
     freezer.unfreeze(net.named_parameters())
     assert trainable(net) == {"0.bias", "1.weight", "1.bias"} and not freezer.frozen
+
+
+def test_a_pickled_linear_probe_still_thaws_only_what_it_froze():
+    """The record is of names, so a copy (pickle, deepcopy, a DDP spawn) unfreezes its own parameters."""
+    model = pickle.loads(pickle.dumps(Classifier(partly_frozen_lenet(), finetune="linear_probe")))
+    assert trainable(model) == {"backbone.head.weight", "backbone.head.bias"}
+    model.set_backbone_frozen(False)
+    assert trainable(model) == {f"backbone.{n}" for n in trainable(partly_frozen_lenet())}
 
 
 # ---- Classifier(HFEncoder(...)): the issue's case, through real fit runs ----------------------------
