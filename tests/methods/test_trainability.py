@@ -36,11 +36,15 @@ from tests.methods.test_transfer import trainer
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 NUM_CLASSES, VOCAB, BATCH, LENGTH = 3, 40, 6, 7
-HF_FROZEN = {  # what each HFEncoder option declares frozen (prefixes of its parameter names)
-    "freeze_layers": ("encoder.embeddings.", "encoder.encoder.layer.0.", "encoder.encoder.layer.1."),
-    "freeze_encoder": ("encoder.",),
+# How each HFEncoder variant is built, and which of its parameter names it declares frozen.
+HF_OPTIONS = {"freeze_layers": {"freeze_layers": 2}, "freeze_encoder": {"freeze_encoder": True}, "lora": {}}
+HF_FROZEN: dict[str, Callable[[str], bool]] = {
+    "freeze_layers": lambda n: n.startswith(
+        ("encoder.embeddings.", "encoder.encoder.layer.0.", "encoder.encoder.layer.1.")
+    ),
+    "freeze_encoder": lambda n: n.startswith("encoder."),
+    "lora": lambda n: n.startswith("encoder.") and ".lora_" not in n,
 }
-HF_OPTIONS = {"freeze_layers": {"freeze_layers": 2}, "freeze_encoder": {"freeze_encoder": True}}
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +64,16 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = Path(tmp_path_factory.mktemp("tiny_bert"))
     BertModel(config).save_pretrained(path)
     return str(path)
+
+
+def hf_encoder(bert: str, option: str, dropout: float = 0.1) -> HFEncoder:
+    """The tiny BERT as an HFEncoder; ``"lora"``: with peft LoRA adapters on its attention's query and
+    value, injected in place (peft freezes the base weights, the adapters train), as a user would."""
+    net = HFEncoder(bert, NUM_CLASSES, dropout=dropout, **HF_OPTIONS[option])
+    if option == "lora":
+        peft = pytest.importorskip("peft")
+        peft.inject_adapter_in_model(peft.LoraConfig(r=2, target_modules=["query", "value"]), net.encoder)
+    return net
 
 
 def sgd(params) -> torch.optim.Optimizer:
@@ -135,16 +149,16 @@ class Record(Callback):
 def hf_classifier(tiny_bert: str, option: str, finetune: str) -> tuple[Classifier, set[str], set[str]]:
     """The model, the names the backbone declared frozen, and the names of its body (all but the head)."""
     torch.manual_seed(0)
-    backbone = HFEncoder(tiny_bert, num_classes=NUM_CLASSES, dropout=0.0, **HF_OPTIONS[option])
+    backbone = hf_encoder(tiny_bert, option, dropout=0.0)
     declared = {n for n, p in backbone.named_parameters() if not p.requires_grad}
     body = {n for n, _ in backbone.named_parameters() if not n.startswith("head.")}
-    assert declared == {n for n in body if n.startswith(HF_FROZEN[option])}
+    assert declared == {n for n in body if HF_FROZEN[option](n)}
     model = Classifier(backbone, finetune=finetune, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2))
     return model, declared, body
 
 
 @pytest.mark.parametrize("finetune", ["full", "linear_probe"])
-@pytest.mark.parametrize("option", ["freeze_layers", "freeze_encoder"])
+@pytest.mark.parametrize("option", list(HF_OPTIONS))
 def test_classifier_keeps_the_encoders_frozen_layers_through_fit(tiny_bert, option, finetune):
     model, declared, body = hf_classifier(tiny_bert, option, finetune)
     frozen = declared if finetune == "full" else body
@@ -156,14 +170,14 @@ def test_classifier_keeps_the_encoders_frozen_layers_through_fit(tiny_bert, opti
     moved = changed(start, values(model.backbone))
     assert not moved & frozen
     assert {"head.weight", "head.bias"} <= moved
-    if finetune == "full" and option == "freeze_layers":
-        assert any(n.startswith("encoder.encoder.layer.2.") for n in moved)
+    if finetune == "full" and option != "freeze_encoder":  # what the backbone left trainable trains
+        assert moved & (body - declared)
     # HFEncoder keeps its frozen encoder's dropout off; a linear probe keeps the whole body in eval mode.
-    assert record.encoder_training[0] is (finetune == "full" and option == "freeze_layers")
+    assert record.encoder_training[0] is (finetune == "full" and option != "freeze_encoder")
 
 
 @pytest.mark.parametrize("finetune", ["full", "linear_probe"])
-@pytest.mark.parametrize("option", ["freeze_layers", "freeze_encoder"])
+@pytest.mark.parametrize("option", list(HF_OPTIONS))
 def test_gradual_unfreezing_thaws_only_what_it_froze(tiny_bert, option, finetune):
     model, declared, body = hf_classifier(tiny_bert, option, finetune)
     start, record = values(model.backbone), Record()
@@ -174,9 +188,9 @@ def test_gradual_unfreezing_thaws_only_what_it_froze(tiny_bert, option, finetune
     end = values(model.backbone)
     assert not changed(start, end) & declared
     assert not changed(start, record.after_epoch[0]) & body  # epoch 0: only the head trains
-    if option == "freeze_layers":  # the layers the backbone left trainable train once unfrozen
+    if option != "freeze_encoder":  # what the backbone left trainable trains once unfrozen
         assert changed(record.after_epoch[0], end) & (body - declared)
-    assert record.encoder_training == {0: False, 1: option == "freeze_layers"}
+    assert record.encoder_training == {0: False, 1: option != "freeze_encoder"}
 
 
 def test_setfit_pair_phase_refuses_a_body_built_frozen(tiny_bert):
@@ -205,8 +219,9 @@ BACKBONES: dict[str, tuple[str, Callable[[str], nn.Module]]] = {
         "text",
         lambda bert: BiLSTMClassifier(VOCAB, NUM_CLASSES, embed_dim=8, hidden_size=8, freeze_embeddings=True),
     ),
-    "hf_freeze_layers": ("text", lambda bert: HFEncoder(bert, NUM_CLASSES, freeze_layers=2)),
-    "hf_freeze_encoder": ("text", lambda bert: HFEncoder(bert, NUM_CLASSES, freeze_encoder=True)),
+    "hf_freeze_layers": ("text", lambda bert: hf_encoder(bert, "freeze_layers")),
+    "hf_freeze_encoder": ("text", lambda bert: hf_encoder(bert, "freeze_encoder")),
+    "hf_lora": ("text", lambda bert: hf_encoder(bert, "lora")),
 }
 # name -> (build the method around a backbone, whether the mode trains the body)
 METHODS: dict[str, tuple[Callable[[nn.Module], pl.LightningModule], bool]] = {
