@@ -162,9 +162,13 @@ class Classifier(pl.LightningModule):
             )
         return num_classes
 
+    def named_body_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The backbone's ``(name, parameter)`` pairs except its head's (those a linear probe freezes)."""
+        return [(name, p) for name, p in self.backbone.named_parameters() if not name.startswith("head.")]
+
     def body_parameters(self) -> list[nn.Parameter]:
-        """The backbone's parameters except its head's (those a linear probe freezes)."""
-        return [p for name, p in self.backbone.named_parameters() if not name.startswith("head.")]
+        """The backbone's parameters except its head's."""
+        return [p for _, p in self.named_body_parameters()]
 
     @property
     def backbone_frozen(self) -> bool:
@@ -174,11 +178,10 @@ class Classifier(pl.LightningModule):
     def set_backbone_frozen(self, frozen: bool) -> None:
         """Freeze the backbone except ``backbone.head`` (gradients and BN statistics), or unfreeze
         what this froze: parameters the backbone itself built frozen stay frozen either way."""
-        body = [(name, p) for name, p in self.backbone.named_parameters() if not name.startswith("head.")]
         if frozen:
-            self.body_freezer.freeze(body)
+            self.body_freezer.freeze(self.named_body_parameters())
         else:
-            self.body_freezer.unfreeze(body)
+            self.body_freezer.unfreeze(self.named_body_parameters())
         self.train(self.training)
 
     def train(self, mode: bool = True) -> Classifier:
