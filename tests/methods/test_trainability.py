@@ -193,6 +193,30 @@ def test_gradual_unfreezing_thaws_only_what_it_froze(tiny_bert, option, finetune
     assert record.encoder_training == {0: False, 1: option != "freeze_encoder"}
 
 
+class RecordModes(Callback):
+    """Per epoch: whether any body module that is not batch norm is in training mode, and any batch norm."""
+
+    def __init__(self) -> None:
+        self.modes: dict[int, tuple[bool, bool]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        body = [m for name, m in pl_module.backbone.named_modules() if name and not name.startswith("head")]
+        is_bn = [isinstance(m, nn.modules.batchnorm._BatchNorm) for m in body]
+        self.modes[trainer.current_epoch] = (
+            any(m.training for m, bn in zip(body, is_bn, strict=True) if not bn),
+            any(m.training for m, bn in zip(body, is_bn, strict=True) if bn),
+        )
+
+
+def test_eval_modes_compose_frozen_batchnorm_stays_in_eval_after_unfreezing():
+    torch.manual_seed(0)
+    backbone = TimmBackbone("test_efficientnet", num_classes=NUM_CLASSES, in_chans=1, input_size=32)
+    model = Classifier(backbone, finetune="linear_probe", freeze_batchnorm=True, optimizer=sgd)
+    record = RecordModes()
+    fit(model, [batch_for("image", "classifier_full", backbone)], [GradualUnfreezing(1), record], epochs=2)
+    assert record.modes == {0: (False, False), 1: (True, False)}
+
+
 def test_setfit_pair_phase_refuses_a_body_built_frozen(tiny_bert):
     model = SetFitClassifier(HFEncoder(tiny_bert, num_classes=NUM_CLASSES, freeze_encoder=True), contrastive_epochs=1)
     with pytest.raises(ValueError, match="built with all of it frozen"):
