@@ -16,7 +16,9 @@ class GradualUnfreezing(Callback):
     Works with any LightningModule that has ``set_backbone_frozen(frozen)`` and
     ``backbone_frozen`` (:class:`ssl_lightning.methods.Classifier`). The state is derived from
     the epoch number at the start of every epoch, so a run resumed from a checkpoint is frozen
-    exactly when the uninterrupted run was. The optimizer already holds the backbone's
+    exactly when the uninterrupted run was. Unfreezing thaws only what freezing switched off:
+    parameters the backbone was built frozen (``HFEncoder(freeze_layers=2)``, a LoRA model's base
+    weights) stay frozen (see ``Classifier``, "Trainability"). The optimizer already holds the backbone's
     parameters (in their own group when ``backbone_lr_multiplier != 1``); frozen ones simply
     get no gradient. Warming up the head first keeps its random initial gradients from
     disturbing the pretrained features (Howard & Ruder 2018, ULMFiT, gradual unfreezing).

@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ssl_lightning.methods.metrics import RunningAccuracy, RunningMean, logs_this_step
 from ssl_lightning.nets.pretrained import load_weights, read_state_dict
+from ssl_lightning.utils.freezing import Freezer
 from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 STAGES = ("train", "val", "test")
@@ -55,6 +56,20 @@ class Classifier(pl.LightningModule):
     than the head; :class:`ssl_lightning.callbacks.finetuning.GradualUnfreezing` unfreezes a
     frozen backbone at a set epoch.
 
+    Trainability: the backbone declares what it trains by its parameters' ``requires_grad`` when
+    it is built (``HFEncoder(freeze_layers=2)`` or ``freeze_encoder=True``,
+    ``BiLSTMClassifier(freeze_embeddings=True)``), and also which of its modules stay in eval mode
+    (``HFEncoder`` keeps a frozen encoder's dropout off). The method never thaws those: the linear
+    probe, SetFit's head phase and ``GradualUnfreezing`` freeze only the body parameters that were
+    trainable and later unfreeze exactly those (:class:`~ssl_lightning.utils.freezing.Freezer`);
+    eval mode for a frozen body and ``freeze_batchnorm`` only ever switch more modules to eval.
+    This is how a parameter-efficient, adapter-wrapped backbone plugs in: wrap the network before
+    passing it as ``backbone`` (e.g. a peft LoRA model, whose base weights are
+    ``requires_grad=False`` and adapter weights ``True``, inside a backbone with the timm contract
+    and its classifier under ``head``). ``finetune="full"`` then trains the adapters and the head,
+    ``"linear_probe"`` the head only, and ``backbone_lr_multiplier`` scales the adapters' learning
+    rate; the frozen base weights sit in the optimizer without gradients and never change.
+
     Example config::
 
         model:
@@ -79,7 +94,8 @@ class Classifier(pl.LightningModule):
             (``load_from_checkpoint``, ``ssl-lightning test --config``); pass
             ``backbone_checkpoint=None`` there if the file has moved (the checkpoint's own
             weights replace it anyway).
-        finetune: ``"full"`` trains everything; ``"linear_probe"`` freezes the backbone but its head.
+        finetune: ``"full"`` trains what the backbone declares trainable; ``"linear_probe"`` also freezes all of
+            the backbone but its head.
         backbone_lr_multiplier: the backbone's parameters (all but ``backbone.head``) get the
             optimizer's learning rate times this; the head keeps the optimizer's learning rate.
         reset_head: keep the backbone's fresh head even where ``backbone_checkpoint`` has one of
@@ -119,7 +135,7 @@ class Classifier(pl.LightningModule):
             load_weights(backbone, state, backbone_checkpoint, optional=("head.",))
         self.backbone_lr_multiplier = backbone_lr_multiplier
         self.freeze_batchnorm = freeze_batchnorm
-        self.backbone_frozen = False
+        self.body_freezer = Freezer()
         self.set_backbone_frozen(finetune == "linear_probe")
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
@@ -146,15 +162,26 @@ class Classifier(pl.LightningModule):
             )
         return num_classes
 
+    def named_body_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The backbone's ``(name, parameter)`` pairs except its head's (those a linear probe freezes)."""
+        return [(name, p) for name, p in self.backbone.named_parameters() if not name.startswith("head.")]
+
     def body_parameters(self) -> list[nn.Parameter]:
-        """The backbone's parameters except its head's (those a linear probe freezes)."""
-        return [p for name, p in self.backbone.named_parameters() if not name.startswith("head.")]
+        """The backbone's parameters except its head's."""
+        return [p for _, p in self.named_body_parameters()]
+
+    @property
+    def backbone_frozen(self) -> bool:
+        """Whether this module froze the backbone's body (a linear probe, or frozen by a callback)."""
+        return self.body_freezer.frozen
 
     def set_backbone_frozen(self, frozen: bool) -> None:
-        """Freeze (or unfreeze) the backbone except ``backbone.head``: gradients and BN statistics."""
-        self.backbone_frozen = frozen
-        for parameter in self.body_parameters():
-            parameter.requires_grad_(not frozen)
+        """Freeze the backbone except ``backbone.head`` (gradients and BN statistics), or unfreeze
+        what this froze: parameters the backbone itself built frozen stay frozen either way."""
+        if frozen:
+            self.body_freezer.freeze(self.named_body_parameters())
+        else:
+            self.body_freezer.unfreeze(self.named_body_parameters())
         self.train(self.training)
 
     def train(self, mode: bool = True) -> Classifier:

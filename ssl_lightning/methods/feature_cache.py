@@ -89,12 +89,13 @@ class FeatureProbe(Classifier):
     @torch.no_grad()
     def extract_features(self, images: Tensor) -> Tensor:
         """float[B, C, H, W] model inputs -> float[B, num_features], with the backbone in eval mode."""
-        was_training = self.backbone.training
         self.backbone.eval()
         try:
             return self.backbone.forward_features(images)
         finally:
-            self.backbone.train(was_training)
+            # Back through the module's own train(), which keeps the frozen body in eval mode: the backbone's
+            # train() alone would switch e.g. HFEncoder's pre-head dropout back on while the head trains.
+            self.train(self.training)
 
     def set_backbone_frozen(self, frozen: bool) -> None:
         if not frozen:

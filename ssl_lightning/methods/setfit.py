@@ -109,6 +109,16 @@ class SetFitClassifier(Classifier):
     def in_contrastive_phase(self) -> bool:
         return self.current_epoch < self.contrastive_epochs
 
+    def on_fit_start(self) -> None:
+        # The pair phase trains the body only; with all of it built frozen (HFEncoder's freeze_encoder)
+        # there is nothing to train, and autograd's "does not require grad" would not say why.
+        if self.in_contrastive_phase and not any(p.requires_grad for p in self.body_parameters()):
+            raise ValueError(
+                f"SetFitClassifier's pair phase fine-tunes the backbone's body, but {type(self.backbone).__name__} "
+                f"was built with all of it frozen (e.g. freeze_encoder: true). Set contrastive_epochs: 0 for a "
+                f"linear probe, or let the body train."
+            )
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         super().on_train_batch_start(batch, batch_idx)
         # Decided per batch, not per epoch: after a resume Lightning does not always call on_train_epoch_start.

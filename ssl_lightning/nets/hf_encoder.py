@@ -40,7 +40,9 @@ class HFEncoder(ClassifierHeadMixin, nn.Module):
     The sentence embedding is the mean of the last hidden states over the real tokens (as
     sentence-transformers does for all-MiniLM-L6-v2). Options: ``freeze_encoder`` trains the head
     only (a linear probe; the encoder is also kept in eval mode so its dropout is off);
-    ``freeze_layers=N`` freezes the embeddings and the first N transformer layers. A smaller
+    ``freeze_layers=N`` freezes the embeddings and the first N transformer layers. Both are this
+    backbone's own declaration (``requires_grad=False`` set here, at construction): a method's
+    fine-tuning modes and unfreezing callbacks keep them frozen (``Classifier``, "Trainability"). A smaller
     learning rate for the encoder than for the head is the Classifier's job (its
     ``backbone_lr_multiplier`` scales every backbone parameter outside ``head``).
 
