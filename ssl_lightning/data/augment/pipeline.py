@@ -5,7 +5,7 @@ Holds :class:`BatchAugmentation` (the protocol every op follows:
 (ops applied in order), :func:`augmentation_generator` (the generator DataModules seed from
 ``(seed, epoch, batch index)``, so a resumed run sees the augmentations of an uninterrupted one),
 and the helpers the ops in :mod:`.geometry`, :mod:`.colour`, :mod:`.erasing` and :mod:`.randaugment`
-draw their per-image parameters with.
+draw their per-image parameters with (underscored: shared inside this package only).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def augmentation_generator(seed: int, epoch: int, step: int, device: torch.devic
 
 
 def _uniform(low: float, high: float, n: int, generator: torch.Generator) -> Tensor:
+    """float[n] drawn uniformly from ``[low, high)`` on the generator's device."""
     return torch.rand(n, generator=generator, device=generator.device) * (high - low) + low
 
 
