@@ -34,8 +34,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from ssl_lightning.data.episodes import EpisodeSampler
-from ssl_lightning.data.episodic import EpisodeCollate, EpisodeDataset, read_folder_pool
+from ssl_lightning.data.episodic.batch import EpisodeCollate, EpisodeDataset
+from ssl_lightning.data.episodic.pools import read_folder_pool
+from ssl_lightning.data.episodic.sampling import EpisodeSampler
 
 
 def synthetic_pool(classes: int, per_class: int, size: int, seed: int = 0) -> tuple[Tensor, Tensor]:

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from ssl_lightning.data.base import EpochSeededSampler
-from ssl_lightning.data.episodes import EpisodeSampler
+from ssl_lightning.data.episodic.sampling import EpisodeSampler
 from ssl_lightning.data.resampling import inverse_frequency_sampler
 from ssl_lightning.data.resumable import ResumableDataLoader
 from tests.helpers import EXPERIMENTS, REPO, run_cli

@@ -26,7 +26,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ssl_lightning.data.episodic import EpisodeBatch, episode_to_float
+from ssl_lightning.data.episodic.batch import EpisodeBatch, episode_to_float
 
 LABEL_FILE = "class_labels.txt"
 RUN_PATTERN = re.compile(r"run\d+")

@@ -19,6 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ssl_lightning.utils.jsonfile import read_json_file
+
 FORMAT = "ssl_lightning.subset/1"
 
 
@@ -61,12 +63,7 @@ def load_subset(path: str | Path, dataset: str, num_train: int) -> list[int]:
         ValueError: wrong format, another dataset, another pool size, or bad indices.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"subset file {path} does not exist. Write one with ssl-lightning-select.")
-    try:
-        payload = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"subset file {path} is not valid JSON ({err}).") from err
+    payload = read_json_file(path, "subset file", "Write one with ssl-lightning-select.")
     if payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a subset file (format {payload.get('format')!r}, expected {FORMAT!r}).")
     if payload["dataset"] != dataset:

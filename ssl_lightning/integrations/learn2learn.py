@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssl_lightning.data.episodic import SPLITS, LabelledPool, Pool
+from ssl_lightning.data.episodic.pools import LabelledPool, Pool
+from ssl_lightning.data.episodic.splits import SPLITS
 
 INSTALL_HINT = (
     "learn2learn is not installed. Run `bash scripts/install_learn2learn.sh` (it builds learn2learn 0.2.0, "

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssl_lightning.data.episodes import (
+from ssl_lightning.data.episodic.sampling import (
     EpisodeSampler,
     check_episode_request,
     episode_labels,
