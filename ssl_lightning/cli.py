@@ -59,7 +59,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from ssl_lightning.callbacks.hparams import HParamsSummary
+from ssl_lightning.callbacks.hparams import HParamsSummary, flatten_hparams
 
 DEBUG_ENV = "SSL_LIGHTNING_DEBUG"
 
@@ -141,6 +141,16 @@ def resolve_last_checkpoint(config: Any) -> str | None:
     return str(max(found, key=lambda p: p.stat().st_mtime_ns)) if found else None
 
 
+def config_hparams(config: Any) -> dict[str, bool | int | float | str]:
+    """The HParams columns of a run: its config's model and data (class paths, init args) and seed."""
+    sections = {name: config.get(name) for name in ("model", "data")}
+    params = flatten_hparams({name: value.as_dict() for name, value in sections.items() if hasattr(value, "as_dict")})
+    seed = config.get("seed_everything")
+    if isinstance(seed, int) and not isinstance(seed, bool):  # LightningCLI replaced `true` by the seed drawn
+        params["seed"] = seed
+    return params
+
+
 def check_learning_rates(config: Any) -> None:
     """A non-positive optimizer lr in the config is an error naming the key (any method)."""
     model = config.get("model") if hasattr(config, "get") else None
@@ -176,6 +186,14 @@ class SSLLightningCLI(LightningCLI):
         config = self.config[subcommand] if subcommand else self.config
         if config.get("trainer") is not None:
             drop_disabled_callbacks(config.trainer)
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, HParamsSummary):
+                callback.hparams = config_hparams(config)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Parser defaults (not trainer_defaults, whose callbacks could not be removed): a config's

@@ -31,7 +31,7 @@ def read_hparams(log_dir: str) -> tuple[dict, list[str], dict[str, list[float]]]
     experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
     hparams = {name: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
                for name, value in start.hparams.items()}
-    tags = [tag for tag in events.Tags()["tensors"] if not tag.startswith("_hparams_")]
+    tags = events.PluginTagToContent("scalars")
     scalars = {tag: [float(tensor_util.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)] for tag in tags}
     return hparams, [info.name.tag for info in experiment.metric_infos], scalars
 
@@ -51,7 +51,8 @@ def test_fit_and_test_log_one_hparams_entry_with_the_real_metrics(chdir_tmp):
     assert not any("_instantiator" in name or "_class_path" in name for name in hparams), sorted(hparams)
     assert hparams["model/backbone/class_path"] == "ssl_lightning.nets.LeNet"
     assert hparams["data/labels_per_class"] == "None" and hparams["data/val_size"] == 300
-    assert hparams["model/optimizer/init_args/lr"] == pytest.approx(0.003) and hparams["seed"] == 0
+    assert hparams["model/class_path"] == "ssl_lightning.methods.Classifier"
+    assert hparams["model/optimizer/lr"] == pytest.approx(0.003) and hparams["seed"] == 0
 
 
 def test_overrides_reach_nested_subclass_keys_and_none(chdir_tmp):
@@ -68,7 +69,7 @@ def test_overrides_reach_nested_subclass_keys_and_none(chdir_tmp):
 def test_flatten_hparams_drops_cli_bookkeeping():
     params = {"_instantiator": "x", "lr": 0.1, "backbone": {"class_path": "N", "init_args": {"k": [1, 2]}}}
     assert flatten_hparams(params, "model/") == {
-        "model/lr": 0.1, "model/backbone/class_path": "N", "model/backbone/init_args/k": "[1, 2]"
+        "model/lr": 0.1, "model/backbone/class_path": "N", "model/backbone/k": "[1, 2]"
     }
     with pytest.raises(ValueError, match="'max' or 'min'"):
         HParamsSummary(mode="best")

@@ -4,7 +4,8 @@ Lightning's own hyperparameter logging writes every run with ``hp_metric = -1`` 
 placeholder) and LightningCLI's ``_instantiator`` / ``_class_path`` bookkeeping as columns,
 so the HParams tab cannot compare runs. :class:`HParamsSummary` writes the run's
 hyperparameters once, when its first loop starts, flattened to ``model/...`` and ``data/...``
-columns without the ``_``-prefixed bookkeeping, and names two metrics: ``hp/best_val_acc``
+columns (``model/optimizer/lr``, ``data/labels_per_class``) plus ``seed``, without the
+``_``-prefixed bookkeeping, and names two metrics: ``hp/best_val_acc``
 (the best ``val/acc`` of the fit, logged at its end) and ``hp/test_acc`` (``test/acc``, logged
 when a test loop ends). TensorBoard's HParams tab reads a metric's value from its latest
 scalar, so a run that was never tested shows an empty cell, not a placeholder.
@@ -35,29 +36,31 @@ PLAIN = (bool, int, float, str)
 
 
 def flatten_hparams(params: Mapping[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
-    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``; keys starting with ``_`` (LightningCLI's bookkeeping) are dropped.
+    """``{"a": {"init_args": {"b": 1}}}`` -> ``{"a/b": 1}``, for HParams columns.
 
-    Values that are not ``bool``/``int``/``float``/``str`` become their ``str`` (HParams shows only those).
+    Keys starting with ``_`` (LightningCLI's ``_instantiator`` / ``_class_path``) are dropped, an
+    ``init_args`` level adds no name part (``model/optimizer/lr``, not ``.../init_args/lr``), and
+    values that are not ``bool``/``int``/``float``/``str`` become their ``str``.
     """
     flat: dict[str, bool | int | float | str] = {}
     for key, value in params.items():
         if str(key).startswith("_"):
             continue
-        name = f"{prefix}{key}"
+        name = prefix if key == "init_args" else f"{prefix}{key}/"
         if isinstance(value, Mapping):
-            flat.update(flatten_hparams(value, f"{name}/"))
+            flat.update(flatten_hparams(value, name))
         else:
-            flat[name] = value if isinstance(value, PLAIN) else str(value)
+            flat[name.rstrip("/")] = value if isinstance(value, PLAIN) else str(value)
     return flat
 
 
 def run_hparams(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, bool | int | float | str]:
-    """The run's hyperparameters: model and data init args (``model/...``, ``data/...``) and the seed."""
+    """The run's hyperparameters without a CLI config: the model's and data's saved hyperparameters and the seed."""
     params = flatten_hparams(pl_module.hparams_initial, "model/")
     datamodule = getattr(trainer, "datamodule", None)
     if datamodule is not None:
         params.update(flatten_hparams(datamodule.hparams_initial, "data/"))
-    seed = os.environ.get("PL_GLOBAL_SEED")  # set by seed_everything (LightningCLI's --seed_everything)
+    seed = os.environ.get("PL_GLOBAL_SEED")  # set by seed_everything
     if seed is not None:
         params["seed"] = int(seed)
     return params
@@ -83,6 +86,9 @@ class HParamsSummary(Callback):
         self.best_name = "hp/best_" + monitor.replace("/", "_")
         self.test_name = "hp/" + test_metric.replace("/", "_")
         self.best: float | None = None
+        # Set by the ssl-lightning CLI to the run's config (model and data init args as the YAML gave
+        # them, data included even when the DataModule saves no hyperparameters); else run_hparams.
+        self.hparams: dict[str, bool | int | float | str] | None = None
         self._written: set[str] = set()
 
     def state_dict(self) -> dict[str, Any]:
@@ -104,7 +110,8 @@ class HParamsSummary(Callback):
             self._written.add(logger.log_dir)
             # The metric dict only names the columns: their values are the scalars logged later
             # (logger.log_hyperparams would also log these placeholders as scalars at step 0).
-            summaries = hparams(run_hparams(trainer, pl_module), {self.best_name: 0.0, self.test_name: 0.0})
+            params = self.hparams if self.hparams is not None else run_hparams(trainer, pl_module)
+            summaries = hparams(params, {self.best_name: 0.0, self.test_name: 0.0})
             writer = logger.experiment._get_file_writer()  # as TensorBoardLogger.log_hyperparams writes them
             for summary in summaries:
                 writer.add_summary(summary)
