@@ -189,6 +189,7 @@ class SSLLightningCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
+        # HParams columns from the config as written: the DataModules save no hyperparameters of their own.
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
         for callback in self.trainer.callbacks:

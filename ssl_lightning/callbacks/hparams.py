@@ -79,7 +79,9 @@ class HParamsSummary(Callback):
         test_metric: the test metric logged as the second HParams metric when a test loop ends.
     """
 
-    def __init__(self, monitor: str = "val/acc", mode: Literal["max", "min"] = "max", test_metric: str = "test/acc"):
+    def __init__(
+        self, monitor: str = "val/acc", mode: Literal["max", "min"] = "max", test_metric: str = "test/acc"
+    ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"HParamsSummary mode must be 'max' or 'min', got {mode!r}")
         self.monitor, self.mode, self.test_metric = monitor, mode, test_metric
