@@ -96,6 +96,7 @@ def write_plot(table: dict[str, dict[str, tuple[float, float, int]]], metric: st
 
 
 def refresh_reports(suite: SuiteSpec) -> None:
+    """Regenerate ``summary.md`` and ``accuracy_vs_labels.png`` from ``results.csv``."""
     rows = read_results(suite.output_dir / "results.csv")
     table = summarize(rows, [m.name for m in suite.methods])
     write_markdown(table, suite.metric, suite.output_dir / "summary.md")

@@ -86,6 +86,14 @@ def _spec(cls: type, raw: Any, where: str, suite_path: Path) -> Any:
 
 @dataclass
 class SuiteSpec:
+    """A whole suite: where it writes, its grid (labels per class x seeds) and its methods.
+
+    Example::
+
+        suite = SuiteSpec.from_yaml("experiments/suites/digits.yaml")
+        [m.name for m in suite.methods], suite.labels_per_class, suite.seeds
+    """
+
     output_dir: Path
     labels_per_class: list[int | None]
     seeds: list[int]
@@ -95,6 +103,7 @@ class SuiteSpec:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SuiteSpec:
+        """Read and validate a suite YAML; errors name the unknown or missing key and the method."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"suite config {path} does not exist; see experiments/suites/ for examples")
@@ -142,4 +151,5 @@ def resolve_config(config: str, suite_path: Path) -> Path:
 
 
 def method_labels(suite: SuiteSpec, method: MethodSpec) -> list[int | None]:
+    """The labels-per-class grid of ``method``: its own when it has one, else the suite's."""
     return suite.labels_per_class if method.labels_per_class is None else method.labels_per_class
