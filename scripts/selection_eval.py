@@ -24,9 +24,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from ssl_lightning.selection.cli import build_parser, embeddings_for, instantiate
 from ssl_lightning.selection.embeddings import pool_labels, pool_outputs
 from ssl_lightning.selection.oracle import SimulatedOracle
+from ssl_lightning.selection.runner import build_parser, embeddings_for, instantiate
 from ssl_lightning.selection.strategies import select
 
 log = logging.getLogger("selection_eval")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,11 @@ import numpy as np
 from jsonargparse import Namespace
 from torch import nn
 
+from ssl_lightning.cli import run_config
 from ssl_lightning.data.subset_file import load_subset, save_subset
 from ssl_lightning.selection.embeddings import dataset_hash, pool_dataset, pool_labels, pool_outputs
 from ssl_lightning.selection.oracle import SimulatedOracle
+from ssl_lightning.selection.runner import check_arguments, embeddings_for, num_classes_of
 from ssl_lightning.selection.strategies import EMBEDDING_STRATEGIES, UNCERTAINTY_STRATEGIES, select
 
 log = logging.getLogger(__name__)
@@ -63,32 +64,16 @@ def _check_settings(workdir: Path, cfg: Namespace, embedding_key: str | None) ->
 
 def _train_round(cfg: Namespace, round_dir: Path, subset: Path, datamodule: pl.LightningDataModule) -> dict[str, Any]:
     """Fit the train config on ``subset``, test the best checkpoint, predict the pool."""
-    from ssl_lightning.cli import build_cli
-
-    args = [
-        "fit",
-        "--config",
-        str(cfg.train_config),
-        "--data.init_args.subset_file",
-        str(subset),
-        "--test_after_fit",
-        "false",
-        "--trainer.default_root_dir",
-        str(round_dir),
-        "--trainer.logger.init_args.save_dir",
-        str(round_dir),
-        *cfg.train_args,
-    ]
-    with warnings.catch_warnings():
-        # sys.argv belongs to ssl-lightning-select, not to the training CLI: that warning does not apply.
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        cli = build_cli(args)
-    trainer, model = cli.trainer, cli.model
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-    # ckpt_path restores the best weights into `model`, which then also scores the pool.
-    trainer.test(model, datamodule=cli.datamodule, ckpt_path=best, verbose=False)
-    test_acc = float(trainer.callback_metrics["test/acc"])
-    train_pool = pool_dataset(cli.datamodule)
+    overrides = {
+        "data.init_args.subset_file": str(subset),
+        "trainer.default_root_dir": str(round_dir),
+        "trainer.logger.init_args.save_dir": str(round_dir),
+    }
+    # Testing the best checkpoint restores its weights into the model, which then also scores the pool.
+    run = run_config(cfg.train_config, "fit", overrides, args=cfg.train_args, test_after_fit=True)
+    model, best = run.model, run.best_checkpoint
+    test_acc = run.metrics["test/acc"]
+    train_pool = pool_dataset(run.datamodule)
     if dataset_hash(train_pool) != dataset_hash(pool_dataset(datamodule)):
         raise ValueError(
             f"the training config {cfg.train_config} builds another training pool than the selection config "
@@ -96,10 +81,10 @@ def _train_round(cfg: Namespace, round_dir: Path, subset: Path, datamodule: pl.L
         )
     model.eval()
     probs = pool_outputs(
-        lambda x: model(x).softmax(dim=-1), cli.datamodule, cfg.embed_batch_size, model.device, description="scoring"
+        lambda x: model(x).softmax(dim=-1), run.datamodule, cfg.embed_batch_size, model.device, description="scoring"
     )
     np.save(round_dir / "pool_probs.npy", probs.numpy())
-    return {"test_acc": test_acc, "checkpoint": best}
+    return {"test_acc": test_acc, "checkpoint": str(best) if best is not None else None}
 
 
 def _write_curve(workdir: Path, results: list[dict[str, Any]], title: str) -> None:
@@ -119,8 +104,6 @@ def _write_curve(workdir: Path, results: list[dict[str, Any]], title: str) -> No
 
 def run_active_learning(cfg: Namespace, datamodule: pl.LightningDataModule, backbone: nn.Module) -> Path:
     """Run (or resume) ``cfg.rounds`` rounds in ``cfg.workdir``; returns the curve CSV path."""
-    from ssl_lightning.selection.cli import check_arguments, embeddings_for, num_classes_of
-
     check_arguments(cfg)
     workdir = Path(cfg.workdir)
     needs_embeddings = {cfg.strategy, cfg.initial_strategy} & set(EMBEDDING_STRATEGIES)

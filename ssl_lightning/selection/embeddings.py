@@ -82,10 +82,14 @@ def pool_labels(datamodule: pl.LightningDataModule, split: str = POOL) -> np.nda
 
 
 def pool_loader(datamodule: pl.LightningDataModule, batch_size: int, split: str = POOL) -> DataLoader:
-    """The pool in its stored order (no shuffling), collated as the DataModule's own loaders collate."""
+    """The pool in its stored order (no shuffling), collated as the DataModule's evaluation loader collates.
+
+    A plain sequential loader of our own over the pool dataset; only its ``collate_fn`` comes from
+    the DataModule's public ``val_dataloader()`` (the tokenizer for text, the default for images),
+    since the pool is not one of the splits its loaders serve.
+    """
     dataset = pool_dataset(datamodule, split)
-    own = getattr(datamodule, "_loader", None)  # ImageDataModule / TextClassificationDataModule build loaders there
-    collate_fn = own(dataset).collate_fn if callable(own) else None
+    collate_fn = datamodule.val_dataloader().collate_fn
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
 
 

@@ -24,7 +24,7 @@ by a wide margin, while uncertainty and core-set selection are no better than ra
 
 Example::
 
-    from ssl_lightning.selection import select
+    from ssl_lightning.selection.strategies import select
     picked = select("typiclust", budget=40, embeddings=features, seed=0)
 """
 
