@@ -94,6 +94,25 @@ def test_flat_tree_episodes_are_class_disjoint_and_well_formed(flat_tree):
     assert_episode_batch(val[0], 1, 2, 1, 2, (1, SIZE, SIZE))
 
 
+def test_training_episodes_may_differ_from_evaluation_episodes(flat_tree):
+    """Snell et al. train at a higher way; the MAML reference code with 1 query: eval episodes keep their shape."""
+    dm = EpisodicDataModule(
+        root=str(flat_tree), n_way=2, k_shot=1, n_query=2, train_n_way=4, train_k_shot=2, train_n_query=1,
+        tasks_per_batch=2, train_episodes=4, eval_episodes=3,
+    )  # fmt: skip
+    assert dm.episode_shape("train") == (4, 2, 1) and dm.episode_shape("val") == (2, 1, 2)
+    for batch in dm.train_dataloader():
+        assert_episode_batch(batch, 2, 4, 2, 1, (1, SIZE, SIZE))
+    for batch in dm.val_dataloader():
+        assert_episode_batch(batch, 1, 2, 1, 2, (1, SIZE, SIZE))
+    with pytest.raises(ValueError, match="n_way=4 but the train split has only 2 classes"):
+        list(
+            EpisodicDataModule(
+                root=str(flat_tree), n_way=2, train_n_way=4, class_split=(0.2, 0.4, 0.4)
+            ).train_dataloader()
+        )
+
+
 def test_eval_episodes_are_the_same_in_every_run(flat_tree):
     def episodes(seed: int) -> list[Tensor]:
         dm = EpisodicDataModule(root=str(flat_tree), n_way=2, k_shot=1, n_query=2, eval_episodes=6, seed=seed)

@@ -84,6 +84,11 @@ class EpisodicDataModule(pl.LightningDataModule):
         n_way: classes per episode.
         k_shot: support images per class.
         n_query: query images per class.
+        train_n_way: classes per *training* episode (``None``: ``n_way``). Snell et al. train ProtoNet at
+            60-way and test at 5-way; a method with a fixed-size head (MAML) needs it equal to ``n_way``.
+        train_k_shot: support images per class in training episodes (``None``: ``k_shot``).
+        train_n_query: query images per class in training episodes (``None``: ``n_query``); the MAML
+            reference code trains with 1, a fraction of the work per meta-step of 15.
         tasks_per_batch: episodes per training batch (the meta-batch).
         train_episodes: training episodes per epoch, over all ranks together.
         eval_episodes: fixed validation and test episodes (600 is the literature's default).
@@ -105,6 +110,9 @@ class EpisodicDataModule(pl.LightningDataModule):
         n_way: int = 5,
         k_shot: int = 1,
         n_query: int = 15,
+        train_n_way: int | None = None,
+        train_k_shot: int | None = None,
+        train_n_query: int | None = None,
         tasks_per_batch: int = 1,
         train_episodes: int = 1000,
         eval_episodes: int = 600,
@@ -131,6 +139,9 @@ class EpisodicDataModule(pl.LightningDataModule):
         self.n_way = n_way
         self.k_shot = k_shot
         self.n_query = n_query
+        self.train_n_way = train_n_way
+        self.train_k_shot = train_k_shot
+        self.train_n_query = train_n_query
         self.tasks_per_batch = tasks_per_batch
         self.train_episodes = train_episodes
         self.eval_episodes = eval_episodes
@@ -199,6 +210,16 @@ class EpisodicDataModule(pl.LightningDataModule):
         )
 
     # ---- loaders -----------------------------------------------------------------------
+    def episode_shape(self, split: str) -> tuple[int, int, int]:
+        """``(n_way, k_shot, n_query)`` of the episodes of ``split``: training may differ from evaluation."""
+        if split != "train":
+            return self.n_way, self.k_shot, self.n_query
+        return (
+            self.n_way if self.train_n_way is None else self.train_n_way,
+            self.k_shot if self.train_k_shot is None else self.train_k_shot,
+            self.n_query if self.train_n_query is None else self.train_n_query,
+        )
+
     def _sampler(self, split: str) -> EpisodeSampler:
         if not self.datasets:
             self.setup()
@@ -216,9 +237,7 @@ class EpisodicDataModule(pl.LightningDataModule):
                 )
         return EpisodeSampler(
             dataset.labels,
-            self.n_way,
-            self.k_shot,
-            self.n_query,
+            *self.episode_shape(split),
             count,
             seed=self.seed,
             fixed=fixed,
@@ -238,7 +257,7 @@ class EpisodicDataModule(pl.LightningDataModule):
             sampler=sampler,
             batch_size=self.tasks_per_batch if train else 1,
             drop_last=train,
-            collate_fn=EpisodeCollate(self.n_way, self.k_shot, self.n_query),
+            collate_fn=EpisodeCollate(*self.episode_shape(split)),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
