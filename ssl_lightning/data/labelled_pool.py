@@ -235,7 +235,7 @@ class LabelledPoolMixin:
         collate_fn: Callable[[list[Any]], Any] | None = None,
         wrap_sampler: Callable[[Sampler], Sampler] | None = None,
     ) -> ResumableDataLoader:
-        """The training loader: :meth:`training_sampler`, resumable mid-epoch (see :mod:`~ssl_lightning.data.resumable`).
+        """The training loader: :meth:`training_sampler` in a mid-epoch resumable loader (:mod:`.resumable`).
 
         Args:
             dataset: the training examples.

@@ -86,7 +86,13 @@ class MixtureDataModule(ImageDataModule):
         mix: BatchMix | None = None,
     ) -> None:
         super().__init__(
-            batch_size=batch_size, num_workers=num_workers, val_size=0, normalize=normalize, seed=seed, augment=augment, mix=mix
+            batch_size=batch_size,
+            num_workers=num_workers,
+            val_size=0,
+            normalize=normalize,
+            seed=seed,
+            augment=augment,
+            mix=mix,
         )
         if not datamodules:
             raise ValueError("MixtureDataModule needs at least one component DataModule.")
