@@ -202,10 +202,11 @@ class TextClassificationDataModule(LabelledPoolMixin, pl.LightningDataModule):
 
     # ---- lifecycle ----------------------------------------------------------------------------
     @property
-    def num_classes(self) -> int:
-        if not self.class_names:
+    def num_classes(self) -> int | None:
+        """Number of classes; ``None`` in a predict-only setup before the checkpoint's label map is restored."""
+        if not self.class_names and not self.datasets:
             self.setup("fit")
-        return len(self.class_names)
+        return len(self.class_names) if self.class_names else None
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -216,6 +217,8 @@ class TextClassificationDataModule(LabelledPoolMixin, pl.LightningDataModule):
             assert path is not None
             split = "predict" if self.predict_file else "test"
             self.datasets[split] = self._predict_dataset(self._read(path, split, require_labels=False))
+            if self._has_label_map_and_vocabulary():  # e.g. restored by load_from_checkpoint before setup
+                self._build_tokenizer()
             return
         tables = self._read_tables()
         train = tables["train"]

@@ -75,7 +75,7 @@ class EpochKeys(Sampler[Any]):
 
     @property
     def sampler(self) -> EpochKeys:
-        """Itself, so that Lightning's ``set_epoch`` reaches a wrapped batch sampler (as ``ClassBalancedBatchSampler``)."""
+        """Itself, so that Lightning's ``set_epoch`` reaches a wrapped batch sampler (as in ``resampling``)."""
         return self
 
     def __len__(self) -> int:
