@@ -156,18 +156,23 @@ class ImageDataModule(LabelledPoolMixin, pl.LightningDataModule):
         save_subset: str | None = None,
     ) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if val_size < 0:
             raise ValueError(f"val_size must be >= 0, got {val_size}")
         self.reader = reader
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.val_size = val_size
         self.train_pool = train_pool
         self.normalize = normalize
-        self.seed = seed
-        self.init_labelled_pool(labels_per_class, imbalance_ratio, resample, sampler, subset_file, save_subset)
+        self.init_labelled_pool(
+            batch_size,
+            num_workers,
+            seed,
+            labels_per_class,
+            imbalance_ratio,
+            resample,
+            sampler,
+            subset_file,
+            save_subset,
+        )
         self.augment = list(augment) if augment else []
         self.augmentations = Augmentations(self.augment)
         self.mix = mix

@@ -81,14 +81,10 @@ class ClassSubsetDataModule(WrappedDataModule):
         dataset = self.datasets[self.train_pool]
         return self._train_loader(dataset, self.batch_size, EpochSeededSampler(len(dataset), self.seed))
 
-    def val_dataloader(self) -> DataLoader:
-        return self.eval_dataloader(self.datasets["val"])
-
-    def test_dataloader(self) -> DataLoader:
-        return self.eval_dataloader(self.datasets["test"])
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+    # evaluation loaders over this module's own (filtered) datasets, as the image DataModule builds them
+    val_dataloader = ImageDataModule.val_dataloader
+    test_dataloader = ImageDataModule.test_dataloader
+    predict_dataloader = ImageDataModule.predict_dataloader
 
     # ---- the source's on-device conversion (to_float, standardize: WrappedDataModule's) ----------
     def train_batch_transform(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

@@ -81,7 +81,7 @@ class LabelledPoolMixin:
 
     Mixed into :class:`~ssl_lightning.data.base.ImageDataModule` and
     :class:`~ssl_lightning.data.text.TextClassificationDataModule`; the DataModule provides
-    ``seed``, ``val_size``, ``batch_size``, ``num_workers``, ``class_names`` and ``trainer``.
+    ``val_size``, ``class_names`` and ``trainer``.
     The argument meanings are documented once, in :class:`~ssl_lightning.data.base.ImageDataModule`.
     """
 
@@ -94,6 +94,9 @@ class LabelledPoolMixin:
 
     def init_labelled_pool(
         self,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
         labels_per_class: int | None,
         imbalance_ratio: float | None,
         resample: Resample,
@@ -101,8 +104,13 @@ class LabelledPoolMixin:
         subset_file: str | None,
         save_subset: str | None,
     ) -> None:
-        """Check and store the pool options (call from ``__init__``)."""
+        """Check and store the pool and training-loader options (call from ``__init__``)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         check_subset_options(subset_file, labels_per_class, imbalance_ratio)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
         self.labels_per_class = labels_per_class
         self.imbalance_ratio = imbalance_ratio
         self.resample = resample

@@ -43,30 +43,13 @@ class WrappedDataModule(pl.LightningDataModule):
         self.source = source
         self._batch_generator = BatchGenerator()
 
-    # ---- the source's settings -----------------------------------------------------------
-    @property
-    def num_classes(self) -> int:
-        return self.source.num_classes
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.source.class_names
-
-    @property
-    def seed(self) -> int:
-        return self.source.seed
-
-    @property
-    def batch_size(self) -> int:
-        return self.source.batch_size
-
-    @property
-    def num_workers(self) -> int:
-        return self.source.num_workers
-
-    @property
-    def train_pool(self) -> str:
-        return self.source.train_pool
+    # ---- the source's settings (read-only views of the source's attributes) ------------------
+    num_classes = property(lambda self: self.source.num_classes, doc="The source's number of classes.")
+    class_names = property(lambda self: self.source.class_names, doc="The source's class names.")
+    seed = property(lambda self: self.source.seed, doc="The source's seed.")
+    batch_size = property(lambda self: self.source.batch_size, doc="The source's batch size.")
+    num_workers = property(lambda self: self.source.num_workers, doc="The source's loader workers.")
+    train_pool = property(lambda self: self.source.train_pool, doc="The source's training pool name.")
 
     # ---- lifecycle -------------------------------------------------------------------------
     def prepare_data(self) -> None:

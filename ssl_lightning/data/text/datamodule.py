@@ -146,8 +146,6 @@ class TextClassificationDataModule(LabelledPoolMixin, pl.LightningDataModule):
         save_plain_hyperparameters(self, ["augment"])  # type: ignore[arg-type]
         if train_file is None and hf_dataset is None:
             raise ValueError("Give train_file (CSV/TSV/JSONL) or hf_dataset (a Hugging Face dataset name).")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.train_file = train_file
         self.val_file = val_file
         self.test_file = test_file
@@ -165,15 +163,22 @@ class TextClassificationDataModule(LabelledPoolMixin, pl.LightningDataModule):
         self.vocab_source = vocab_source
         self.vocabulary_file = vocabulary_file
         self.augment = augment
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.val_size = val_size
         self.test_size = test_size
         self.train_pool = train_pool
         self.class_names: list[str] = list(class_names) if class_names is not None else []
-        self.seed = seed
         self.split_seed = split_seed
-        self.init_labelled_pool(labels_per_class, imbalance_ratio, resample, sampler, subset_file, save_subset)
+        self.init_labelled_pool(
+            batch_size,
+            num_workers,
+            seed,
+            labels_per_class,
+            imbalance_ratio,
+            resample,
+            sampler,
+            subset_file,
+            save_subset,
+        )
         self.datasets: dict[str, TextDataset] = {}
         self.skipped_rows: dict[str, list[int]] = {}
         self.tokenizer: WordTokenizer | HFTokenizer | None = None
