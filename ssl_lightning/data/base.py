@@ -162,17 +162,8 @@ class ImageDataModule(LabelledPoolMixin, pl.LightningDataModule):
         self.val_size = val_size
         self.train_pool = train_pool
         self.normalize = normalize
-        self.init_labelled_pool(
-            batch_size,
-            num_workers,
-            seed,
-            labels_per_class,
-            imbalance_ratio,
-            resample,
-            sampler,
-            subset_file,
-            save_subset,
-        )
+        self.init_training_loader(batch_size, num_workers, seed)
+        self.init_labelled_pool(labels_per_class, imbalance_ratio, resample, sampler, subset_file, save_subset)
         self.augment = list(augment) if augment else []
         self.augmentations = Augmentations(self.augment)
         self.mix = mix

@@ -92,11 +92,16 @@ class LabelledPoolMixin:
     class_names: list[str]
     trainer: Any
 
+    def init_training_loader(self, batch_size: int, num_workers: int, seed: int) -> None:
+        """Check and store the training loader's options (call from ``__init__``)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+
     def init_labelled_pool(
         self,
-        batch_size: int,
-        num_workers: int,
-        seed: int,
         labels_per_class: int | None,
         imbalance_ratio: float | None,
         resample: Resample,
@@ -104,13 +109,8 @@ class LabelledPoolMixin:
         subset_file: str | None,
         save_subset: str | None,
     ) -> None:
-        """Check and store the pool and training-loader options (call from ``__init__``)."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        """Check and store the pool options (call from ``__init__``)."""
         check_subset_options(subset_file, labels_per_class, imbalance_ratio)
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.seed = seed
         self.labels_per_class = labels_per_class
         self.imbalance_ratio = imbalance_ratio
         self.resample = resample

@@ -168,17 +168,8 @@ class TextClassificationDataModule(LabelledPoolMixin, pl.LightningDataModule):
         self.train_pool = train_pool
         self.class_names: list[str] = list(class_names) if class_names is not None else []
         self.split_seed = split_seed
-        self.init_labelled_pool(
-            batch_size,
-            num_workers,
-            seed,
-            labels_per_class,
-            imbalance_ratio,
-            resample,
-            sampler,
-            subset_file,
-            save_subset,
-        )
+        self.init_training_loader(batch_size, num_workers, seed)
+        self.init_labelled_pool(labels_per_class, imbalance_ratio, resample, sampler, subset_file, save_subset)
         self.datasets: dict[str, TextDataset] = {}
         self.skipped_rows: dict[str, list[int]] = {}
         self.tokenizer: WordTokenizer | HFTokenizer | None = None
