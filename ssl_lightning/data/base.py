@@ -103,8 +103,6 @@ class ImageDataModule(LabelledPoolMixin, pl.LightningDataModule):
             mix: {class_path: ssl_lightning.data.mixing.MixUp, init_args: {alpha: 0.2}}
 
     Args:
-        reader: reads the official train/test splits; ``None`` only in subclasses that override
-            :meth:`load_split`.
         batch_size: examples per training batch (evaluation uses the same size).
         num_workers: DataLoader worker processes. 0 is usually fastest for in-memory data.
         val_size: validation examples held out of the official training set, stratified.
@@ -132,6 +130,8 @@ class ImageDataModule(LabelledPoolMixin, pl.LightningDataModule):
             the unlabelled pool. Excludes ``labels_per_class`` and ``imbalance_ratio``.
         save_subset: write the chosen labelled indices to this subset file (an existing file must hold
             the same indices) so the subset can be reproduced on another machine.
+        reader: reads the official train/test splits (last, so positional calls keep their meaning);
+            ``None`` only in subclasses that override :meth:`load_split`.
     """
 
     #: Human-readable class names; filled in ``setup``.
@@ -139,7 +139,6 @@ class ImageDataModule(LabelledPoolMixin, pl.LightningDataModule):
 
     def __init__(
         self,
-        reader: ImageReader | None = None,
         batch_size: int = 64,
         num_workers: int = 0,
         val_size: int = 5000,
@@ -154,6 +153,7 @@ class ImageDataModule(LabelledPoolMixin, pl.LightningDataModule):
         sampler: SamplerName = "random",
         subset_file: str | None = None,
         save_subset: str | None = None,
+        reader: ImageReader | None = None,
     ) -> None:
         super().__init__()
         if val_size < 0:
