@@ -12,8 +12,9 @@ from ssl_lightning.data.episodic import EpisodicDataModule
 from ssl_lightning.data.folder import ImageFolderDataModule
 from ssl_lightning.data.mixture import MixtureDataModule
 from ssl_lightning.data.omniglot_runs import OmniglotOneShotRunsDataModule
-from ssl_lightning.data.semisup import SemiSupervisedDataModule, TwoViewDataModule
+from ssl_lightning.data.semisup import SemiSupervisedDataModule
 from ssl_lightning.data.text import TextClassificationDataModule
+from ssl_lightning.data.two_view import TwoViewDataModule
 
 __all__ = [
     "CIFAR10DataModule",

@@ -1,20 +1,17 @@
 """The image DataModule base class: one lifecycle for every in-memory image dataset.
 
-Subclasses only say how to read their files (:meth:`ImageDataModule.load_split`). The base
-owns everything else: the seeded stratified validation split, the limited-label subset, the
-unlabelled pool, the loaders, and the on-device conversion of uint8 images to normalized
-floats (``on_after_batch_transfer``), so augmentation and normalization run batched on the
-training device instead of per sample in worker processes.
+A *reader* (:class:`ImageReader`: CIFAR-10 batches, scikit-learn's digits, a folder tree) only
+reads an official split from disk; :class:`ImageDataModule` owns everything else and declares its
+arguments once: the seeded stratified validation split, the labelled subset and the training
+batches (:class:`~ssl_lightning.data.labelled_pool.LabelledPoolMixin`, shared with the text
+DataModule), the unlabelled pool, the loaders, and the on-device conversion of uint8 images to
+normalized floats (``on_after_batch_transfer``), so augmentation and normalization run batched
+on the training device instead of per sample in worker processes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from abc import abstractmethod
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Literal
 
 import lightning.pytorch as pl
@@ -22,31 +19,36 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ssl_lightning.data.augment import Augmentations, BatchAugmentation, augmentation_generator
+from ssl_lightning.data.augment import Augmentations, BatchAugmentation
+from ssl_lightning.data.labelled_pool import LabelledPoolMixin, Resample, SamplerName, pool_fingerprint
 from ssl_lightning.data.mixing import BatchMix
-from ssl_lightning.data.resampling import (
-    ClassBalancedBatchSampler,
-    inverse_frequency_sampler,
-    long_tail_subset,
-    oversample,
-    undersample,
-)
-from ssl_lightning.data.resumable import ResumableDataLoader
-from ssl_lightning.data.splits import class_counts, per_class_subset, stratified_split
-from ssl_lightning.data.subset_file import load_subset, save_subset
+from ssl_lightning.data.samplers import BatchGenerator, EpochSeededSampler
+from ssl_lightning.data.splits import stratified_split
+
+__all__ = ["EpochSeededSampler", "ImageDataModule", "ImageReader", "InMemoryImageDataset", "pool_fingerprint"]
 
 log = logging.getLogger(__name__)
 
 ImageBatch = tuple[Tensor, Tensor]
+Split = Literal["train", "test"]
 
 
-def pool_fingerprint(train_idx: Tensor) -> str:
-    """Short hash of the training pool's indices into the official training split.
+class ImageReader:
+    """Reads the official splits of one image dataset; knows nothing about subsets or loaders.
 
-    Subset files record it so that indices are never applied to a pool built with another
-    ``seed``/``val_size`` (which would silently select other images).
+    Subclasses implement :meth:`read` and, if they download or verify files, :meth:`prepare`.
     """
-    return hashlib.sha1(train_idx.to(torch.int64).numpy().tobytes()).hexdigest()[:16]
+
+    def prepare(self) -> None:
+        """Download or verify the files (``LightningDataModule.prepare_data``); nothing by default."""
+
+    def read(self, split: Split) -> tuple[Tensor, Tensor, list[str]]:
+        """Read one official split.
+
+        Returns:
+            ``(images: uint8[N, C, H, W], labels: long[N], class_names)``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement read(split)")
 
 
 class InMemoryImageDataset(Dataset[ImageBatch]):
@@ -72,37 +74,17 @@ class InMemoryImageDataset(Dataset[ImageBatch]):
         return self.images[index], self.labels[index]
 
 
-class EpochSeededSampler(Sampler[int]):
-    """Random permutation that depends only on ``(seed, epoch)``.
-
-    Lightning calls :meth:`set_epoch` before every epoch, so the order of epoch ``e`` is the
-    same whether a run went straight through or was resumed from a checkpoint.
-    """
-
-    def __init__(self, num_items: int, seed: int) -> None:
-        self.num_items = num_items
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_items
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.num_items, generator=generator).tolist())
-
-
-class ImageDataModule(pl.LightningDataModule):
-    """Base class of the image DataModules.
+class ImageDataModule(LabelledPoolMixin, pl.LightningDataModule):
+    """The image DataModule: a reader's splits, a labelled pool, loaders and on-device conversion.
 
     Batches are ``(x: float[B, C, H, W], y: long[B])``. Images stay uint8 in memory and in the
     loaders; ``on_after_batch_transfer`` scales them to ``[0, 1]`` and, if ``normalize``,
     standardizes them with the training set's per-channel mean and std.
 
-    Subclasses implement :meth:`load_split` and may override :meth:`prepare_data`.
+    The images come from ``reader`` (an :class:`ImageReader`). The dataset classes
+    (:class:`~ssl_lightning.data.CIFAR10DataModule`, :class:`~ssl_lightning.data.DigitsDataModule`,
+    :class:`~ssl_lightning.data.ImageFolderDataModule`) are this class with their reader built from
+    their own few arguments; a subclass may instead override :meth:`load_split`.
 
     The labelled training set is chosen in this order: ``subset_file`` (exact indices) or
     ``labels_per_class`` then ``imbalance_ratio``; it may be saved (``save_subset``); then
@@ -148,9 +130,11 @@ class ImageDataModule(pl.LightningDataModule):
             the unlabelled pool. Excludes ``labels_per_class`` and ``imbalance_ratio``.
         save_subset: write the chosen labelled indices to this subset file (an existing file must hold
             the same indices) so the subset can be reproduced on another machine.
+        reader: reads the official train/test splits (last, so positional calls keep their meaning);
+            ``None`` only in subclasses that override :meth:`load_split`.
     """
 
-    #: Human-readable class names; subclasses fill it in ``setup``.
+    #: Human-readable class names; filled in ``setup``.
     class_names: list[str]
 
     def __init__(
@@ -165,53 +149,43 @@ class ImageDataModule(pl.LightningDataModule):
         augment: list[BatchAugmentation] | None = None,
         mix: BatchMix | None = None,
         imbalance_ratio: float | None = None,
-        resample: Literal["none", "oversample", "undersample"] = "none",
-        sampler: Literal["random", "weighted", "class_balanced"] = "random",
+        resample: Resample = "none",
+        sampler: SamplerName = "random",
         subset_file: str | None = None,
         save_subset: str | None = None,
+        reader: ImageReader | None = None,
     ) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if val_size < 0:
             raise ValueError(f"val_size must be >= 0, got {val_size}")
-        self.batch_size = batch_size
-        self.num_workers = num_workers
+        self.reader = reader
         self.val_size = val_size
-        self.labels_per_class = labels_per_class
         self.train_pool = train_pool
         self.normalize = normalize
-        self.seed = seed
-        if subset_file is not None and (labels_per_class is not None or imbalance_ratio is not None):
-            raise ValueError(
-                f"subset_file={subset_file!r} fixes the labelled set; it cannot be combined with "
-                f"labels_per_class={labels_per_class} or imbalance_ratio={imbalance_ratio}. Set those to null."
-            )
+        self.init_training_loader(batch_size, num_workers, seed)
+        self.init_labelled_pool(labels_per_class, imbalance_ratio, resample, sampler, subset_file, save_subset)
         self.augment = list(augment) if augment else []
         self.augmentations = Augmentations(self.augment)
         self.mix = mix
-        self.imbalance_ratio = imbalance_ratio
-        self.resample = resample
-        self.sampler = sampler
-        self.subset_file = subset_file
-        self.save_subset = save_subset
-        #: examples per class in the labelled training set actually used (after resampling)
-        self.labelled_class_counts: list[int] = []
-        #: hash of the training pool (see :func:`pool_fingerprint`), set in ``setup``
-        self.pool_fingerprint = ""
-        self._transform_calls = 0
+        self._batch_generator = BatchGenerator()
         self.datasets: dict[str, InMemoryImageDataset] = {}
         self.mean = torch.zeros(1)
         self.std = torch.ones(1)
 
-    # ---- what subclasses provide -------------------------------------------------------
-    @abstractmethod
-    def load_split(self, split: Literal["train", "test"]) -> tuple[Tensor, Tensor, list[str]]:
-        """Read one official split from disk.
+    # ---- reading -----------------------------------------------------------------------
+    def load_split(self, split: Split) -> tuple[Tensor, Tensor, list[str]]:
+        """Read one official split from disk (the ``reader``'s).
 
         Returns:
             ``(images: uint8[N, C, H, W], labels: long[N], class_names)``.
         """
+        if self.reader is None:
+            raise ValueError(f"{type(self).__name__} has no reader: pass reader= or override load_split.")
+        return self.reader.read(split)
+
+    def prepare_data(self) -> None:
+        if self.reader is not None:
+            self.reader.prepare()
 
     # ---- lifecycle ---------------------------------------------------------------------
     @property
@@ -225,12 +199,7 @@ class ImageDataModule(pl.LightningDataModule):
             return
         images, labels, self.class_names = self.load_split("train")
         train_idx, val_idx = stratified_split(labels, self.val_size, self.seed)
-        pool_labels = labels[train_idx]
-        self.pool_fingerprint = pool_fingerprint(train_idx)
-        chosen = self.select_labelled(pool_labels)
-        if self.save_subset is not None:
-            self._save_subset(chosen, pool_labels)
-        labelled_idx = train_idx[self._resampled(chosen, pool_labels)]
+        labelled_idx = train_idx[self.choose_labelled(train_idx, labels[train_idx])]
         self.datasets["labelled"] = InMemoryImageDataset(images[labelled_idx], labels[labelled_idx])
         self.datasets["all"] = InMemoryImageDataset(images[train_idx], labels[train_idx])
         self.datasets["val"] = InMemoryImageDataset(images[val_idx], labels[val_idx])
@@ -239,7 +208,6 @@ class ImageDataModule(pl.LightningDataModule):
         pool = images[train_idx].float() / 255
         self.mean = pool.mean(dim=(0, 2, 3))
         self.std = pool.std(dim=(0, 2, 3)).clamp_min(1e-6)
-        self.labelled_class_counts = class_counts(labels[labelled_idx], len(self.class_names))
         log.info(
             "%s: %d labelled / %d training images, %d val, %d test; labelled per class: %s",
             type(self).__name__,
@@ -249,94 +217,20 @@ class ImageDataModule(pl.LightningDataModule):
             len(test_labels),
             self.labelled_class_counts,
         )
-        self._log_class_counts()
-
-    # ---- data selection ----------------------------------------------------------------
-    def select_labelled(self, pool_labels: Tensor) -> Tensor:
-        """Positions (sorted, distinct) in the training pool of the labelled examples.
-
-        Args:
-            pool_labels: long[P] labels of the training pool (non-validation training images).
-        """
-        num_classes = len(self.class_names)
-        if self.subset_file is not None:
-            indices = load_subset(self.subset_file, type(self).__name__, len(pool_labels))
-            self._check_pool(self.subset_file)
-            return torch.tensor(indices, dtype=torch.long)
-        chosen = torch.arange(len(pool_labels))
-        if self.labels_per_class is not None:
-            chosen = chosen[per_class_subset(pool_labels, self.labels_per_class, self.seed)]
-        if self.imbalance_ratio is not None:
-            kept = long_tail_subset(
-                pool_labels[chosen], self.imbalance_ratio, self.seed, self.labels_per_class, num_classes
-            )
-            chosen = chosen[kept]
-        return chosen
-
-    def _check_pool(self, path: str) -> None:
-        """Subset indices point into the training pool, which depends on ``seed`` and ``val_size``:
-        refuse a file made from another pool (when it records the pool's fingerprint)."""
-        try:
-            meta = json.loads(Path(path).read_text()).get("meta", {})
-        except (OSError, json.JSONDecodeError, AttributeError):
-            return  # load_subset reports a missing or malformed file precisely
-        recorded = meta.get("pool_fingerprint") if isinstance(meta, dict) else None
-        if recorded is not None and recorded != self.pool_fingerprint:
-            raise ValueError(
-                f"subset file {path} was made from another training pool (fingerprint {recorded}, this DataModule's "
-                f"is {self.pool_fingerprint}): its indices would select other images. Use the seed and val_size it "
-                f"was made with (its meta: seed={meta.get('seed')}, val_size={meta.get('val_size')})."
-            )
-
-    def _resampled(self, chosen: Tensor, pool_labels: Tensor) -> Tensor:
-        if self.resample == "none":
-            return chosen
-        resample = oversample if self.resample == "oversample" else undersample
-        return chosen[resample(pool_labels[chosen], self.seed, num_classes=len(self.class_names))]
-
-    def _save_subset(self, chosen: Tensor, pool_labels: Tensor) -> None:
-        assert self.save_subset is not None
-        if self.trainer is not None and not self.trainer.is_global_zero:
-            return
-        counts = class_counts(pool_labels[chosen], len(self.class_names))
-        indices = chosen.tolist()
-        try:
-            if load_subset(self.save_subset, type(self).__name__, len(pool_labels)) == sorted(indices):
-                return  # the same subset is already there (e.g. a re-run)
-        except FileNotFoundError:
-            pass
-        save_subset(
-            self.save_subset,
-            indices,
-            type(self).__name__,
-            len(pool_labels),
-            per_class_counts={str(c): n for c, n in enumerate(counts)},
-            meta={
-                "pool_fingerprint": self.pool_fingerprint,
-                "seed": self.seed,
-                "val_size": self.val_size,
-                "labels_per_class": self.labels_per_class,
-                "imbalance_ratio": self.imbalance_ratio,
-            },
-        )
-        log.info("saved the labelled subset (%d indices) to %s", len(indices), self.save_subset)
-
-    def _log_class_counts(self) -> None:
-        """Write the per-class counts used to TensorBoard's text tab (if a TensorBoard logger is attached)."""
-        trainer = self.trainer
-        if trainer is None or not trainer.is_global_zero:
-            return
-        experiment = getattr(trainer.logger, "experiment", None)
-        if hasattr(experiment, "add_text"):
-            rows = "\n".join(
-                f"| {name} | {n} |" for name, n in zip(self.class_names, self.labelled_class_counts, strict=True)
-            )
-            experiment.add_text("data/labelled_class_counts", f"| class | labelled |\n|---|---|\n{rows}", 0)
+        self.log_class_counts()
 
     # ---- loaders -----------------------------------------------------------------------
-    def _loader(self, dataset: Dataset, sampler: Sampler | None = None, resumable: bool = False) -> DataLoader:
-        # training loaders resume mid-epoch from a checkpoint (see ssl_lightning.data.resumable)
-        return (ResumableDataLoader if resumable else DataLoader)(
+    def eval_dataloader(self, dataset: Dataset) -> DataLoader:
+        """A plain sequential loader over ``dataset`` (stored order, ``batch_size``): val, test, embeddings."""
+        return DataLoader(
+            dataset, batch_size=self.batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
+        )
+
+    def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
+        """Kept for callers of the old private name; use :meth:`eval_dataloader`."""
+        if sampler is None:
+            return self.eval_dataloader(dataset)
+        return DataLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
@@ -346,21 +240,13 @@ class ImageDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.datasets[self.train_pool]
-        if self.sampler == "class_balanced":
-            batches = ClassBalancedBatchSampler(dataset.labels, self.batch_size, self.seed, None, len(self.class_names))
-            return ResumableDataLoader(
-                dataset, batch_sampler=batches, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
-            )
-        if self.sampler == "weighted":
-            weighted = inverse_frequency_sampler(dataset.labels, self.seed, None, len(self.class_names))
-            return self._loader(dataset, weighted, resumable=True)
-        return self._loader(dataset, EpochSeededSampler(len(dataset), self.seed), resumable=True)
+        return self.training_loader(dataset, dataset.labels)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["val"])
+        return self.eval_dataloader(self.datasets["val"])
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["test"])
+        return self.eval_dataloader(self.datasets["test"])
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
@@ -379,18 +265,8 @@ class ImageDataModule(pl.LightningDataModule):
         return (x - mean) / std
 
     def batch_generator(self, device: torch.device | str) -> torch.Generator:
-        """Generator for the current training batch, seeded from ``(seed, epoch, batch index in the epoch)``.
-
-        Lightning restores the epoch and batch counters on resume, so augmentation after a resume
-        repeats what an uninterrupted run would draw. Without a trainer a call counter stands in.
-        """
-        trainer = self.trainer
-        if trainer is None:
-            self._transform_calls += 1
-            return augmentation_generator(self.seed, -1, self._transform_calls, device)
-        step = trainer.fit_loop.epoch_loop.batch_progress.current.ready
-        # one stream per rank (ranks see different images; their augmentations should be independent too)
-        return augmentation_generator(self.seed + 7919 * trainer.global_rank, trainer.current_epoch, step, device)
+        """Generator for the current training batch (:class:`~ssl_lightning.data.samplers.BatchGenerator`)."""
+        return self._batch_generator(self.trainer, self.seed, device)
 
     def train_batch_transform(
         self, x: Tensor, y: Tensor, generator: torch.Generator | None = None

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ssl_lightning.data.augment import BatchAugmentation
-from ssl_lightning.data.base import ImageDataModule
-from ssl_lightning.data.mixing import BatchMix
+from ssl_lightning.data.base import ImageDataModule, ImageReader, Split
 
 BATCH_FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
@@ -40,72 +38,15 @@ def _reader_class() -> type:
     return _CIFAR10Reader
 
 
-class CIFAR10DataModule(ImageDataModule):
-    """CIFAR-10 (Krizhevsky 2009): 50,000 training and 10,000 test 32x32 colour images.
-
-    Reads ``<root>/cifar-10-batches-py/`` through torchvision's own loader
-    (``torchvision.datasets.CIFAR10``), which also downloads it when ``download=True``.
-
-    Example config::
-
-        data:
-          class_path: ssl_lightning.data.CIFAR10DataModule
-          init_args: {root: data, download: false, labels_per_class: 100, batch_size: 128}
+class CIFAR10Reader(ImageReader):
+    """Reads ``<root>/cifar-10-batches-py/`` through torchvision's own loader, downloading it if asked.
 
     Args:
         root: folder that contains (or will contain) ``cifar-10-batches-py/``.
         download: download the archive into ``root`` if it is missing (needs internet).
-        batch_size: see :class:`ImageDataModule`.
-        num_workers: see :class:`ImageDataModule`.
-        val_size: validation images held out of the 50,000, stratified.
-        labels_per_class: see :class:`ImageDataModule`.
-        train_pool: see :class:`ImageDataModule`.
-        normalize: see :class:`ImageDataModule`.
-        seed: see :class:`ImageDataModule`.
-        augment: see :class:`ImageDataModule`.
-        mix: see :class:`ImageDataModule`.
-        imbalance_ratio: see :class:`ImageDataModule`.
-        resample: see :class:`ImageDataModule`.
-        sampler: see :class:`ImageDataModule`.
-        subset_file: see :class:`ImageDataModule`.
-        save_subset: see :class:`ImageDataModule`.
     """
 
-    def __init__(
-        self,
-        root: str | Path = "data",
-        download: bool = False,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        val_size: int = 5000,
-        labels_per_class: int | None = None,
-        train_pool: Literal["labelled", "all"] = "labelled",
-        normalize: bool = True,
-        seed: int = 0,
-        augment: list[BatchAugmentation] | None = None,
-        mix: BatchMix | None = None,
-        imbalance_ratio: float | None = None,
-        resample: Literal["none", "oversample", "undersample"] = "none",
-        sampler: Literal["random", "weighted", "class_balanced"] = "random",
-        subset_file: str | None = None,
-        save_subset: str | None = None,
-    ) -> None:
-        super().__init__(
-            batch_size,
-            num_workers,
-            val_size,
-            labels_per_class,
-            train_pool,
-            normalize,
-            seed,
-            augment=augment,
-            mix=mix,
-            imbalance_ratio=imbalance_ratio,
-            resample=resample,
-            sampler=sampler,
-            subset_file=subset_file,
-            save_subset=save_subset,
-        )
+    def __init__(self, root: str | Path = "data", download: bool = False) -> None:
         self.root = Path(root).expanduser()
         self.download = download
 
@@ -126,14 +67,14 @@ class CIFAR10DataModule(ImageDataModule):
             f"re-run with --data.download true, or copy the missing files from the official archive."
         )
 
-    def prepare_data(self) -> None:
+    def prepare(self) -> None:
         if self.download:
             from torchvision.datasets import CIFAR10
 
             CIFAR10(str(self.root), train=True, download=True)
         self._check_files()
 
-    def load_split(self, split: Literal["train", "test"]) -> tuple[Tensor, Tensor, list[str]]:
+    def read(self, split: Split) -> tuple[Tensor, Tensor, list[str]]:
         self._check_files()
         try:
             dataset = _reader_class()(str(self.root), train=split == "train", download=False)
@@ -145,3 +86,31 @@ class CIFAR10DataModule(ImageDataModule):
         images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
         labels = torch.tensor(dataset.targets, dtype=torch.long)
         return images, labels, list(dataset.classes)
+
+
+class CIFAR10DataModule(ImageDataModule):
+    """CIFAR-10 (Krizhevsky 2009): 50,000 training and 10,000 test 32x32 colour images.
+
+    An :class:`ImageDataModule` reading with :class:`CIFAR10Reader`; its default batch size is 128.
+
+    Example config::
+
+        data:
+          class_path: ssl_lightning.data.CIFAR10DataModule
+          init_args: {root: data, download: false, labels_per_class: 100, batch_size: 128}
+
+    The other arguments (``labels_per_class``, ``augment``, ``sampler``, ...) are
+    :class:`ImageDataModule`'s, declared there once. ``**kwargs`` is not a hidden pass-through:
+    it is forwarded to ``ImageDataModule.__init__`` only, whose typed parameters LightningCLI
+    (jsonargparse) resolves into this class's signature, so ``--print_config`` lists every argument
+    with its type and a misspelt key is an error.
+
+    Args:
+        root: folder that contains (or will contain) ``cifar-10-batches-py/``.
+        download: download the archive into ``root`` if it is missing (needs internet).
+        batch_size: examples per training batch (evaluation uses the same size).
+        kwargs: the other :class:`ImageDataModule` arguments.
+    """
+
+    def __init__(self, root: str | Path = "data", download: bool = False, batch_size: int = 128, **kwargs: Any) -> None:
+        super().__init__(reader=CIFAR10Reader(root, download), batch_size=batch_size, **kwargs)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import lightning.pytorch as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ssl_lightning.data.base import EpochSeededSampler, ImageDataModule, InMemoryImageDataset
+from ssl_lightning.data.base import ImageDataModule, InMemoryImageDataset
+from ssl_lightning.data.samplers import EpochSeededSampler
+from ssl_lightning.data.wrapper import WrappedDataModule
 
 
-class ClassSubsetDataModule(pl.LightningDataModule):
+class ClassSubsetDataModule(WrappedDataModule):
     """An :class:`ImageDataModule` restricted to ``classes``, whose labels become ``0..len(classes)-1``.
 
     Every split of ``source`` (labelled, all, val, test) is filtered, so ``labels_per_class``
@@ -39,36 +38,25 @@ class ClassSubsetDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, source: ImageDataModule, classes: list[int]) -> None:
-        super().__init__()
+        super().__init__(source)
         if not classes or len(set(classes)) != len(classes):
             raise ValueError(f"classes must be a non-empty list of distinct class indices, got {classes}")
-        self.source = source
         self.classes = list(classes)
         self.datasets: dict[str, InMemoryImageDataset] = {}
-        self.class_names: list[str] = []
-
-    # The source's loader settings, so that wrappers such as FeatureCacheDataModule can use this one.
-    @property
-    def batch_size(self) -> int:
-        return self.source.batch_size
-
-    @property
-    def seed(self) -> int:
-        return self.source.seed
-
-    @property
-    def train_pool(self) -> str:
-        return self.source.train_pool
+        self._class_names: list[str] = []
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def class_names(self) -> list[str]:
+        return self._class_names
+
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        self.source.trainer = self.trainer
-        self.source.setup(stage)
+        super().setup(stage)
         source_classes = len(self.source.class_names)
         bad = [c for c in self.classes if not 0 <= c < source_classes]
         if bad:
@@ -81,7 +69,7 @@ class ClassSubsetDataModule(pl.LightningDataModule):
             new_labels = relabel[dataset.labels]
             keep = new_labels >= 0
             self.datasets[split] = InMemoryImageDataset(dataset.images[keep], new_labels[keep])
-        self.class_names = [self.source.class_names[c] for c in self.classes]
+        self._class_names = [self.source.class_names[c] for c in self.classes]
         empty = [c for c in range(len(self.classes)) if not (self.datasets[self.train_pool].labels == c).any()]
         if empty:
             raise ValueError(
@@ -89,32 +77,16 @@ class ClassSubsetDataModule(pl.LightningDataModule):
                 f"check classes and labels_per_class."
             )
 
-    def _loader(self, dataset: InMemoryImageDataset, shuffle: bool) -> DataLoader:
-        sampler = EpochSeededSampler(len(dataset), self.seed) if shuffle else None
-        workers = self.source.num_workers
-        return DataLoader(
-            dataset, batch_size=self.batch_size, sampler=sampler, num_workers=workers, persistent_workers=workers > 0
-        )
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets[self.train_pool], shuffle=True)
+        dataset = self.datasets[self.train_pool]
+        return self._train_loader(dataset, self.batch_size, EpochSeededSampler(len(dataset), self.seed))
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["val"], shuffle=False)
+    # evaluation loaders over this module's own (filtered) datasets, as the image DataModule builds them
+    val_dataloader = ImageDataModule.val_dataloader
+    test_dataloader = ImageDataModule.test_dataloader
+    predict_dataloader = ImageDataModule.predict_dataloader
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["test"], shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
-
-    # ---- the source's on-device conversion ----------------------------------------------
-    def to_float(self, images: Tensor) -> Tensor:
-        return self.source.to_float(images)
-
-    def standardize(self, x: Tensor) -> Tensor:
-        return self.source.standardize(x)
-
+    # ---- the source's on-device conversion (to_float, standardize: WrappedDataModule's) ----------
     def train_batch_transform(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         x, y = self.source.train_batch_transform(x, y)
         if y.is_floating_point() and y.shape[-1] != len(self.classes):
@@ -126,6 +98,3 @@ class ClassSubsetDataModule(pl.LightningDataModule):
 
     # The base class's conversion, running through the delegating hooks above.
     on_after_batch_transfer = ImageDataModule.on_after_batch_transfer
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}

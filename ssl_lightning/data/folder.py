@@ -7,15 +7,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ssl_lightning.data.augment import BatchAugmentation
-from ssl_lightning.data.base import ImageDataModule
-from ssl_lightning.data.mixing import BatchMix
+from ssl_lightning.data.base import ImageDataModule, ImageReader, Split
 from ssl_lightning.data.splits import stratified_split
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -121,42 +119,18 @@ def read_image_tree(
     return images, torch.tensor(labels, dtype=torch.long), names
 
 
-class ImageFolderDataModule(ImageDataModule):
-    """Any folder of class folders, like ``torchvision.datasets.ImageFolder``, held in memory.
-
-    Layout: ``<root>/<train_dir>/<class>/*.png`` and optionally ``<root>/<test_dir>/<class>/*.png``.
-    Without a test folder, ``test_size`` images are held out of the training folder by a seeded
-    stratified split (``split_seed``). Batches are ``(x: float[B, C, H, W], y: long[B])``.
-
-    Example config::
-
-        data:
-          class_path: ssl_lightning.data.folder.ImageFolderDataModule
-          init_args: {root: data/flowers, image_size: 64, channels: 3, val_size: 100, labels_per_class: 20}
+class ImageFolderReader(ImageReader):
+    """Reads ``<root>/<train_dir>`` (and ``<root>/<test_dir>`` if it exists) with :func:`read_image_tree`.
 
     Args:
         root: the dataset folder.
-        train_dir: sub-folder of ``root`` with the training classes (``"."``: ``root`` itself).
+        train_dir: sub-folder with the training classes.
         test_dir: sub-folder with the test classes; ``None`` or a missing folder: split off ``test_size``.
         test_size: test images held out of the training folder when there is no test folder.
         class_depth: folder levels that name a class (see :func:`read_image_tree`).
         image_size: resize to ``image_size x image_size``; ``None`` keeps the files' (common) size.
         channels: 1 (grey), 3 (RGB) or ``None`` (grey only if every image is grey).
-        batch_size: see :class:`ImageDataModule`.
-        num_workers: see :class:`ImageDataModule`.
-        val_size: validation images held out of the training images, stratified.
-        labels_per_class: see :class:`ImageDataModule`.
-        train_pool: see :class:`ImageDataModule`.
-        normalize: see :class:`ImageDataModule`.
-        seed: see :class:`ImageDataModule`.
         split_seed: seed of the train/test split when there is no test folder.
-        augment: see :class:`ImageDataModule`.
-        mix: see :class:`ImageDataModule`.
-        imbalance_ratio: see :class:`ImageDataModule`.
-        resample: see :class:`ImageDataModule`.
-        sampler: see :class:`ImageDataModule`.
-        subset_file: see :class:`ImageDataModule`.
-        save_subset: see :class:`ImageDataModule`.
     """
 
     def __init__(
@@ -168,38 +142,8 @@ class ImageFolderDataModule(ImageDataModule):
         class_depth: int = 1,
         image_size: int | None = None,
         channels: int | None = None,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        val_size: int = 0,
-        labels_per_class: int | None = None,
-        train_pool: Literal["labelled", "all"] = "labelled",
-        normalize: bool = True,
-        seed: int = 0,
         split_seed: int = 0,
-        augment: list[BatchAugmentation] | None = None,
-        mix: BatchMix | None = None,
-        imbalance_ratio: float | None = None,
-        resample: Literal["none", "oversample", "undersample"] = "none",
-        sampler: Literal["random", "weighted", "class_balanced"] = "random",
-        subset_file: str | None = None,
-        save_subset: str | None = None,
     ) -> None:
-        super().__init__(
-            batch_size,
-            num_workers,
-            val_size,
-            labels_per_class,
-            train_pool,
-            normalize,
-            seed,
-            augment=augment,
-            mix=mix,
-            imbalance_ratio=imbalance_ratio,
-            resample=resample,
-            sampler=sampler,
-            subset_file=subset_file,
-            save_subset=save_subset,
-        )
         self.root = Path(root).expanduser()
         self.train_dir = train_dir
         self.test_dir = test_dir
@@ -216,7 +160,7 @@ class ImageFolderDataModule(ImageDataModule):
     def _read(self, folder: str) -> tuple[Tensor, Tensor, list[str]]:
         return read_image_tree(self.root / folder, self.class_depth, self.image_size, self.channels)
 
-    def load_split(self, split: Literal["train", "test"]) -> tuple[Tensor, Tensor, list[str]]:
+    def read(self, split: Split) -> tuple[Tensor, Tensor, list[str]]:
         if self._cache is None:
             self._cache = self._read(self.train_dir)
         images, labels, names = self._cache
@@ -245,3 +189,51 @@ class ImageFolderDataModule(ImageDataModule):
         train_idx, test_idx = stratified_split(labels, self.test_size, self.split_seed)
         idx = train_idx if split == "train" else test_idx
         return images[idx].contiguous(), labels[idx], names
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """Any folder of class folders, like ``torchvision.datasets.ImageFolder``, held in memory.
+
+    Layout: ``<root>/<train_dir>/<class>/*.png`` and optionally ``<root>/<test_dir>/<class>/*.png``.
+    Without a test folder, ``test_size`` images are held out of the training folder by a seeded
+    stratified split (``split_seed``). Batches are ``(x: float[B, C, H, W], y: long[B])``.
+
+    Example config::
+
+        data:
+          class_path: ssl_lightning.data.folder.ImageFolderDataModule
+          init_args: {root: data/flowers, image_size: 64, channels: 3, val_size: 100, labels_per_class: 20}
+
+    An :class:`ImageDataModule` reading with :class:`ImageFolderReader`; its default ``val_size`` is 0.
+    The other arguments are :class:`ImageDataModule`'s, declared there once. ``**kwargs`` is not a
+    hidden pass-through: it goes to ``ImageDataModule.__init__`` only, whose typed parameters
+    LightningCLI (jsonargparse) resolves into this signature, so a misspelt key is an error.
+
+    Args:
+        root: the dataset folder.
+        train_dir: sub-folder with the training classes.
+        test_dir: sub-folder with the test classes (``None``/missing: split off ``test_size``).
+        test_size: test images held out of the training folder when there is no test folder.
+        class_depth: folder levels that name a class (see :func:`read_image_tree`).
+        image_size: resize to ``image_size x image_size``; ``None`` keeps the common size.
+        channels: 1 (grey), 3 (RGB) or ``None`` (grey only if every image is grey).
+        split_seed: seed of the train/test split without a test folder.
+        val_size: validation images held out of the training images, stratified.
+        kwargs: the other :class:`ImageDataModule` arguments.
+    """
+
+    def __init__(
+        self,
+        root: str | Path = "data",
+        train_dir: str = "train",
+        test_dir: str | None = "test",
+        test_size: int = 0,
+        class_depth: int = 1,
+        image_size: int | None = None,
+        channels: int | None = None,
+        split_seed: int = 0,
+        val_size: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        reader = ImageFolderReader(root, train_dir, test_dir, test_size, class_depth, image_size, channels, split_seed)
+        super().__init__(reader=reader, val_size=val_size, **kwargs)

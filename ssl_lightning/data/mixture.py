@@ -19,79 +19,21 @@ Label spaces (``label_space``), one rule each, an error on any clash:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from ssl_lightning.data.augment import BatchAugmentation
 from ssl_lightning.data.base import ImageDataModule, InMemoryImageDataset
 from ssl_lightning.data.mixing import BatchMix
+from ssl_lightning.data.samplers import MixtureSampler, apportion
 from ssl_lightning.data.splits import class_counts
 
+__all__ = ["MixtureDataModule", "MixtureSampler", "apportion"]
+
 log = logging.getLogger(__name__)
-
-
-def apportion(total: int, ratios: Sequence[float]) -> list[int]:
-    """Split ``total`` into integer parts proportional to ``ratios`` (largest remainder; sums to ``total``)."""
-    weights = torch.tensor(ratios, dtype=torch.double)
-    exact = weights / weights.sum() * total
-    parts = exact.floor().long()
-    remainder = total - int(parts.sum())
-    if remainder > 0:
-        parts[torch.argsort(exact - parts, descending=True, stable=True)[:remainder]] += 1
-    return parts.tolist()
-
-
-class MixtureSampler(Sampler[int]):
-    """Indices into the concatenation of components, each component in its exact share per epoch.
-
-    An epoch holds ``apportion(epoch_size, ratios)[i]`` examples of component ``i``, drawn from
-    seeded permutations of that component (repeated if it is smaller than its share), shuffled
-    together. Depends only on ``(seed, epoch)``.
-
-    Args:
-        sizes: number of examples of each component (components are concatenated in this order).
-        ratios: sampling ratio of each component (normalized).
-        epoch_size: examples per epoch.
-        seed: seed of the draws.
-    """
-
-    def __init__(self, sizes: Sequence[int], ratios: Sequence[float], epoch_size: int, seed: int = 0) -> None:
-        if len(sizes) != len(ratios):
-            raise ValueError(f"{len(sizes)} components but {len(ratios)} ratios; give one ratio per component.")
-        bad = [(i, r) for i, r in enumerate(ratios) if r < 0]
-        if bad or sum(ratios) <= 0:
-            raise ValueError(f"ratios must be >= 0 with a positive sum, got {list(ratios)}")
-        empty = [i for i, (s, r) in enumerate(zip(sizes, ratios, strict=True)) if s == 0 and r > 0]
-        if empty:
-            raise ValueError(f"component {empty[0]} has no training examples but ratio {ratios[empty[0]]} > 0.")
-        self.sizes = list(sizes)
-        self.ratios = list(ratios)
-        self.epoch_size = epoch_size
-        self.seed = seed
-        self.epoch = 0
-        self.offsets = torch.tensor([0, *self.sizes]).cumsum(0)[:-1].tolist()
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.epoch_size
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        parts = []
-        for size, offset, share in zip(self.sizes, self.offsets, apportion(self.epoch_size, self.ratios), strict=True):
-            if share == 0:
-                continue
-            rounds = -(-share // size)
-            order = torch.cat([torch.randperm(size, generator=generator) for _ in range(rounds)])[:share]
-            parts.append(order + offset)
-        indices = torch.cat(parts)
-        return iter(indices[torch.randperm(len(indices), generator=generator)].tolist())
 
 
 class MixtureDataModule(ImageDataModule):
@@ -143,7 +85,15 @@ class MixtureDataModule(ImageDataModule):
         augment: list[BatchAugmentation] | None = None,
         mix: BatchMix | None = None,
     ) -> None:
-        super().__init__(batch_size, num_workers, 0, None, "labelled", normalize, seed, augment=augment, mix=mix)
+        super().__init__(
+            batch_size=batch_size,
+            num_workers=num_workers,
+            val_size=0,
+            normalize=normalize,
+            seed=seed,
+            augment=augment,
+            mix=mix,
+        )
         if not datamodules:
             raise ValueError("MixtureDataModule needs at least one component DataModule.")
         if ratios is not None and len(ratios) != len(datamodules):

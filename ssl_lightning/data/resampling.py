@@ -48,6 +48,15 @@ def _members(labels: Tensor, num_classes: int | None) -> list[Tensor]:
     return members
 
 
+def _draw(members: list[Tensor], targets: list[int], seed: int) -> Tensor:
+    """Sorted indices: ``targets[c]`` members of each class ``c``, drawn without replacement, class by class."""
+    generator = torch.Generator().manual_seed(seed)
+    chosen = [
+        m[torch.randperm(len(m), generator=generator)[:target]] for m, target in zip(members, targets, strict=True)
+    ]
+    return torch.cat(chosen).sort().values
+
+
 def long_tail_counts(num_classes: int, head: int, imbalance_ratio: float) -> list[int]:
     """Examples per class of an exponential long tail (Cui et al. 2019): ``head * ratio^(-c / (K - 1))``.
 
@@ -82,8 +91,6 @@ def long_tail_subset(
     sizes = [len(m) for m in members]
     head = min(sizes) if head is None else head
     targets = long_tail_counts(len(members), head, imbalance_ratio)
-    generator = torch.Generator().manual_seed(seed)
-    chosen = []
     for c, (m, target) in enumerate(zip(members, targets, strict=True)):
         if target < 1:
             raise ValueError(
@@ -96,8 +103,7 @@ def long_tail_subset(
                 f"the long tail asks for {target} examples of class {c} but it has only {len(m)}. "
                 f"Lower head to at most {len(m)}."
             )
-        chosen.append(m[torch.randperm(len(m), generator=generator)[:target]])
-    return torch.cat(chosen).sort().values
+    return _draw(members, targets, seed)
 
 
 def oversample(labels: Tensor, seed: int, target: int | None = None, num_classes: int | None = None) -> Tensor:
@@ -149,16 +155,13 @@ def undersample(labels: Tensor, seed: int, target: int | None = None, num_classe
     """
     members = _members(labels, num_classes)
     target = min(len(m) for m in members) if target is None else target
-    generator = torch.Generator().manual_seed(seed)
-    chosen = []
     for c, m in enumerate(members):
         if target > len(m):
             raise ValueError(
                 f"undersampling to {target} per class but class {c} has only {len(m)} examples. "
                 f"Use target <= {len(m)} or oversample instead."
             )
-        chosen.append(m[torch.randperm(len(m), generator=generator)[:target]])
-    return torch.cat(chosen).sort().values
+    return _draw(members, [target] * len(members), seed)
 
 
 def inverse_frequency_weights(labels: Tensor, num_classes: int | None = None) -> Tensor:

@@ -1,10 +1,13 @@
-"""DataModules for learning from unlabelled images: FixMatch's paired loaders and SimCLR's two views.
+"""The semi-supervised DataModule: FixMatch's paired labelled/unlabelled loaders.
 
-Both wrap an :class:`~ssl_lightning.data.base.ImageDataModule` (the *source*), which keeps
+SimCLR's two-view DataModule moved to :mod:`ssl_lightning.data.two_view`; ``TwoViewDataModule``
+and ``simclr_augmentation`` are still importable from here (kept for one release).
+
+It wraps an :class:`~ssl_lightning.data.base.ImageDataModule` (the *source*), which keeps
 owning the data: the splits, the labelled subset (``labels_per_class``, ``subset_file``, ...),
 the unlabelled pool (``datasets["all"]``: every non-validation training image, the labelled
 ones included, as in FixMatch's reference code), normalization and the val/test loaders.
-The wrappers only decide how training batches are drawn and which augmented views they carry.
+The wrapper only decides how training batches are drawn and which augmented views they carry.
 Images stay uint8 in the loaders; conversion, augmentation (batched, per-sample parameters,
 :mod:`ssl_lightning.data.augment`) and standardization run on the device in
 ``on_after_batch_transfer``, seeded by ``(seed, epoch, batch index)``.
@@ -16,148 +19,21 @@ each rank draws distinct labelled and unlabelled batches.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import lightning.pytorch as pl
-import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler
 
-from ssl_lightning.data.augment import (
-    Augmentations,
-    BatchAugmentation,
-    ColorJitter,
-    HorizontalFlip,
-    RandomResizedCrop,
-    augmentation_generator,
-    strong_augmentation,
-    weak_augmentation,
-)
-from ssl_lightning.data.base import EpochSeededSampler, ImageDataModule
-from ssl_lightning.data.resumable import ResumableDataLoader
+from ssl_lightning.data.augment import strong_augmentation, weak_augmentation
+from ssl_lightning.data.base import ImageDataModule
+from ssl_lightning.data.samplers import EpochSeededSampler, RepeatedSeededSampler
+from ssl_lightning.data.two_view import TwoViewDataModule, simclr_augmentation
+from ssl_lightning.data.wrapper import ViewsDataModule
+
+__all__ = ["RepeatedSeededSampler", "SemiSupervisedDataModule", "TwoViewDataModule", "simclr_augmentation"]
 
 
-class RepeatedSeededSampler(Sampler[int]):
-    """``num_samples`` indices from consecutive seeded permutations of ``range(num_items)``.
-
-    Lets a small labelled set fill as many batches as the unlabelled pool does in one epoch
-    (like the reference FixMatch's ``RandomSampler(num_samples=...)``), each pass over the
-    labelled set in a new order. The order depends only on ``(seed, epoch)``.
-
-    Args:
-        num_items: size of the dataset.
-        num_samples: indices per epoch.
-        seed: base seed.
-    """
-
-    def __init__(self, num_items: int, num_samples: int, seed: int) -> None:
-        if num_items < 1:
-            raise ValueError(f"RepeatedSeededSampler needs a non-empty dataset, got num_items={num_items}")
-        self.num_items = num_items
-        self.num_samples = num_samples
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        passes = -(-self.num_samples // self.num_items)
-        order = torch.cat([torch.randperm(self.num_items, generator=generator) for _ in range(passes)])
-        return iter(order[: self.num_samples].tolist())
-
-
-class _SourceWrapper(pl.LightningDataModule):
-    """Delegates the lifecycle, val/test loaders and evaluation conversion to ``source``."""
-
-    def __init__(self, source: ImageDataModule) -> None:
-        super().__init__()
-        if not isinstance(source, ImageDataModule):
-            raise ValueError(f"source must be an ImageDataModule (e.g. DigitsDataModule), got {type(source).__name__}")
-        self.source = source
-        self._fallback_calls = 0
-
-    @property
-    def num_classes(self) -> int:
-        return self.source.num_classes
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.source.class_names
-
-    @property
-    def seed(self) -> int:
-        return self.source.seed
-
-    def prepare_data(self) -> None:
-        self.source.prepare_data()
-
-    def setup(self, stage: str | None = None) -> None:
-        self.source.trainer = self.trainer  # lets the source log its class counts and save subsets once
-        self.source.setup(stage)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.source.val_dataloader()
-
-    def test_dataloader(self) -> DataLoader:
-        return self.source.test_dataloader()
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.source.predict_dataloader()
-
-    def evaluation_input(self, images: Tensor) -> Tensor:
-        """uint8[B, C, H, W] on the device -> standardized float[B, C, H, W], no augmentation."""
-        return self.source.standardize(self.source.to_float(images))
-
-    def batch_generator(self, device: torch.device | str) -> torch.Generator:
-        """Generator for this training batch, seeded by ``(seed, rank, epoch, batch index)``."""
-        trainer = self.trainer
-        if trainer is None:
-            self._fallback_calls += 1
-            return augmentation_generator(self.seed, -1, self._fallback_calls, device)
-        step = trainer.fit_loop.epoch_loop.batch_progress.current.ready
-        # Different ranks see different images already; distinct streams keep their augmentations independent too.
-        return augmentation_generator(self.seed + 7919 * trainer.global_rank, trainer.current_epoch, step, device)
-
-    def labelled_features(
-        self, embed: Callable[[Tensor], Tensor], device: torch.device | str, batch_size: int = 512
-    ) -> tuple[Tensor, Tensor]:
-        """Embed the whole labelled training set (no augmentation), e.g. as a kNN memory bank.
-
-        Returns:
-            ``(features: float[N, D], labels: long[N])`` on ``device``.
-        """
-        dataset = self.source.datasets["labelled"]
-        features, labels = [], []
-        for start in range(0, len(dataset), batch_size):
-            images = dataset.images[start : start + batch_size].to(device)
-            features.append(embed(self.evaluation_input(images)))
-            labels.append(dataset.labels[start : start + batch_size].to(device))
-        return torch.cat(features), torch.cat(labels)
-
-    def _train_loader(self, dataset: Any, batch_size: int, sampler: Sampler) -> DataLoader:
-        workers = self.source.num_workers
-        # resumes mid-epoch from a checkpoint (see ssl_lightning.data.resumable)
-        return ResumableDataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                                   persistent_workers=workers > 0)  # fmt: skip
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self.trainer is not None and self.trainer.training:
-            return self.training_views(batch)
-        images, labels = batch
-        return self.evaluation_input(images), labels
-
-    def training_views(self, batch: Any) -> Any:
-        raise NotImplementedError
-
-
-class SemiSupervisedDataModule(_SourceWrapper):
+class SemiSupervisedDataModule(ViewsDataModule):
     """Labelled and unlabelled batches side by side for FixMatch-style training (Sohn et al. 2020).
 
     Each training step gets a dict (Lightning's ``CombinedLoader``, ``max_size_cycle``)::
@@ -234,70 +110,3 @@ class SemiSupervisedDataModule(_SourceWrapper):
             "labelled": (standardize(self.weak(x_l, generator)), y_l),
             "unlabelled": (standardize(self.weak(x_u, generator)), standardize(self.strong(x_u, generator)), y_u),
         }
-
-
-def simclr_augmentation(
-    flip: bool = True, crop_scale: tuple[float, float] = (0.2, 1.0), jitter: float = 0.4
-) -> Augmentations:
-    """SimCLR's view pipeline for small images (Chen et al. 2020, App. A; CIFAR variant without blur).
-
-    Args:
-        flip: random horizontal flips.
-        crop_scale: area range of the random resized crop.
-        jitter: brightness/contrast/saturation strength of the colour jitter (hue: a quarter of it), p=0.8.
-    """
-    ops: list[BatchAugmentation] = [RandomResizedCrop(scale=crop_scale)]
-    if flip:
-        ops.append(HorizontalFlip(0.5))
-    if jitter > 0:
-        ops.append(ColorJitter(jitter, jitter, jitter, min(0.5, jitter / 4), p=0.8))
-    return Augmentations(ops)
-
-
-class TwoViewDataModule(_SourceWrapper):
-    """Two independently augmented views of every training image, for contrastive pretraining.
-
-    Training batches are ``(x1: float[B, C, H, W], x2: float[B, C, H, W], y: long[B])`` drawn
-    from the source's unlabelled pool (every non-validation training image; ``y`` is ignored
-    by SimCLR). Val/test batches are the source's ``(x, y)`` without augmentation, and
-    :meth:`labelled_features` embeds the source's labelled set (the kNN monitor's memory bank).
-
-    Example config::
-
-        data:
-          class_path: ssl_lightning.data.semisup.TwoViewDataModule
-          init_args:
-            source:
-              class_path: ssl_lightning.data.DigitsDataModule
-              init_args: {batch_size: 256, val_size: 300, test_size: 360}
-            flip: false
-
-    Args:
-        source: the image DataModule that owns the splits (its ``batch_size`` is the number of images per step).
-        augment: the view pipeline; ``None`` uses :func:`simclr_augmentation` with ``flip``, ``crop_scale``, ``jitter``.
-        flip: see :func:`simclr_augmentation` (ignored when ``augment`` is given).
-        crop_scale: see :func:`simclr_augmentation` (ignored when ``augment`` is given).
-        jitter: see :func:`simclr_augmentation` (ignored when ``augment`` is given).
-    """
-
-    def __init__(
-        self,
-        source: ImageDataModule,
-        augment: list[BatchAugmentation] | None = None,
-        flip: bool = True,
-        crop_scale: tuple[float, float] = (0.2, 1.0),
-        jitter: float = 0.4,
-    ) -> None:
-        super().__init__(source)
-        self.views = Augmentations(augment) if augment else simclr_augmentation(flip, tuple(crop_scale), jitter)
-
-    def train_dataloader(self) -> DataLoader:
-        pool = self.source.datasets["all"]
-        return self._train_loader(pool, self.source.batch_size, EpochSeededSampler(len(pool), self.seed))
-
-    def training_views(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        images, labels = batch
-        x = self.source.to_float(images)
-        generator = self.batch_generator(x.device)
-        first = self.source.standardize(self.views(x, generator))
-        return first, self.source.standardize(self.views(x, generator)), labels

@@ -33,7 +33,6 @@ Example config::
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -41,7 +40,8 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ssl_lightning.data.base import EpochSeededSampler
+from ssl_lightning.data.samplers import EpochSeededSampler
+from ssl_lightning.data.wrapper import WrappedDataModule
 from ssl_lightning.methods.classifier import Classifier
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class FeatureProbe(Classifier):
         super().set_backbone_frozen(frozen)
 
 
-class FeatureCacheDataModule(pl.LightningDataModule):
+class FeatureCacheDataModule(WrappedDataModule):
     """Serves the frozen backbone's features of an image DataModule's images, computed once.
 
     ``source`` must be an :class:`~ssl_lightning.data.base.ImageDataModule` (or a wrapper with
@@ -120,22 +120,9 @@ class FeatureCacheDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, source: pl.LightningDataModule, extract_batch_size: int = 256) -> None:
-        super().__init__()
-        self.source = source
+        super().__init__(source)
         self.extract_batch_size = extract_batch_size
         self.cache: dict[str, TensorDataset] = {}
-
-    @property
-    def num_classes(self) -> int:
-        return self.source.num_classes
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.source.class_names
-
-    def setup(self, stage: str | None = None) -> None:
-        self.source.trainer = self.trainer
-        self.source.setup(stage)
 
     def _probe(self) -> FeatureProbe:
         module = self.trainer.lightning_module if self.trainer is not None else None
@@ -163,7 +150,7 @@ class FeatureCacheDataModule(pl.LightningDataModule):
             probe = self._probe()
             dataset = self.source.datasets[split]
             images, labels = dataset.images, dataset.labels
-            if split == self.source.train_pool and len(images):
+            if split == self.train_pool and len(images):
                 self._check_no_training_transform(images[:8], labels[:8])
             device = next(probe.parameters()).device
             chunks = []
@@ -179,11 +166,12 @@ class FeatureCacheDataModule(pl.LightningDataModule):
         return self.cache[split]
 
     def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
-        sampler = EpochSeededSampler(len(dataset), self.source.seed) if shuffle else None
-        return DataLoader(dataset, batch_size=self.source.batch_size, sampler=sampler)
+        if shuffle:  # the image loader's epoch-seeded order: the head sees the same batches
+            return self._train_loader(dataset, self.batch_size, EpochSeededSampler(len(dataset), self.seed), 0)
+        return DataLoader(dataset, batch_size=self.batch_size)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.features(self.source.train_pool), shuffle=True)
+        return self._loader(self.features(self.train_pool), shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.features("val"), shuffle=False)
@@ -193,6 +181,3 @@ class FeatureCacheDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
