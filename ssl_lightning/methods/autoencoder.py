@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric
 
 from ssl_lightning.methods.export import EncoderExport
 from ssl_lightning.methods.metrics import logs_this_step
+from ssl_lightning.methods.optim import OptimizerFromCallables
 from ssl_lightning.nets.decoder import ConvDecoder
 from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 STAGES = ("train", "val", "test")
 
 
-class Autoencoder(EncoderExport):
+class Autoencoder(EncoderExport, OptimizerFromCallables):
     """Reconstruct images through any contract backbone's features (Hinton & Salakhutdinov 2006).
 
     The encoder is a backbone with ``num_classes=0`` (its head is reset to the identity if not);
@@ -184,9 +185,3 @@ class Autoencoder(EncoderExport):
             self.global_step,
             len(originals),
         )
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

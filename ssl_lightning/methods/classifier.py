@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -13,6 +12,7 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ssl_lightning.methods.metrics import RunningAccuracy, RunningMean, logs_this_step
+from ssl_lightning.methods.optim import OptimizerFromCallables, ParameterSpec
 from ssl_lightning.nets.pretrained import load_weights, read_state_dict
 from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
@@ -40,7 +40,7 @@ def reset_at_epoch_start(metrics: list[Metric | MetricCollection]) -> None:
         metric.reset()
 
 
-class Classifier(pl.LightningModule):
+class Classifier(OptimizerFromCallables):
     """Cross-entropy training of a backbone that follows the timm contract.
 
     Batches are ``(x: float[B, ...], y)`` where ``y`` is ``long[B]`` class indices or
@@ -54,6 +54,13 @@ class Classifier(pl.LightningModule):
     ``backbone_lr_multiplier`` gives the backbone (all but its head) a smaller learning rate
     than the head; :class:`ssl_lightning.callbacks.finetuning.GradualUnfreezing` unfreezes a
     frozen backbone at a set epoch.
+
+    Subclasses (FixMatch, FeatureProbe, SetFitClassifier) take their own arguments and forward the
+    rest as ``**classifier_args`` to ``super().__init__``; each argument is declared once, here. This
+    is not a hidden pass-through: LightningCLI (jsonargparse) reads that ``super().__init__`` call and
+    offers, types, documents and checks these arguments as the subclass's own (``--print_config``
+    lists them; a misspelt key is an error, as is one the subclass sets itself, e.g. FeatureProbe's
+    ``finetune``), and in Python a wrong name is this ``__init__``'s ``TypeError``.
 
     Example config::
 
@@ -91,6 +98,9 @@ class Classifier(pl.LightningModule):
             distribution.
     """
 
+    #: Arguments of this class that a subclass sets itself and does not take (FeatureProbe: ``finetune``).
+    derived_arguments: ClassVar[tuple[str, ...]] = ()
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -104,7 +114,7 @@ class Classifier(pl.LightningModule):
         freeze_batchnorm: bool = False,
     ) -> None:
         super().__init__()
-        save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"])
+        save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"], derived=self.derived_arguments)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if finetune not in ("full", "linear_probe"):
@@ -127,10 +137,7 @@ class Classifier(pl.LightningModule):
         num_classes = self.num_classes
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the suffix.
         self.metrics = nn.ModuleDict(
-            {
-                f"{stage}_": MetricCollection({"acc": RunningAccuracy(num_classes)})
-                for stage in STAGES
-            }
+            {f"{stage}_": MetricCollection({"acc": RunningAccuracy(num_classes)}) for stage in STAGES}
         )
         self.mean_loss = nn.ModuleDict({f"{stage}_": RunningMean() for stage in STAGES})
         self.confusion = MulticlassConfusionMatrix(num_classes)
@@ -253,17 +260,21 @@ class Classifier(pl.LightningModule):
         if self.trainer.is_global_zero:
             log_figure(self.logger, "test/confusion_matrix", confusion_figure(matrix, names), self.global_step)
 
-    def configure_optimizers(self) -> Any:
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """The parameters the optimizer updates (frozen ones included: unfreezing callbacks thaw them)."""
+        return list(self.parameters())
+
+    def optimizer_parameters(self) -> ParameterSpec:
+        """The module's parameters; with ``backbone_lr_multiplier``, two groups: the body at that multiple."""
+        trained = self.trained_parameters()
         if self.backbone_lr_multiplier == 1.0:
-            optimizer = self.optimizer_factory(self.parameters())
-        else:
-            # Frozen parameters stay in their group: they get no gradient (the optimizer skips
-            # them) until GradualUnfreezing thaws them.
-            body = self.body_parameters()
-            body_ids = {id(p) for p in body}
-            rest = [p for p in self.parameters() if id(p) not in body_ids]
-            optimizer = self.optimizer_factory([{"params": body, "name": "backbone"}, {"params": rest, "name": "head"}])
-            optimizer.param_groups[0]["lr"] *= self.backbone_lr_multiplier
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+            return trained
+        # Frozen parameters stay in their group: they get no gradient (the optimizer skips
+        # them) until GradualUnfreezing thaws them.
+        body = self.body_parameters()
+        body_ids = {id(p) for p in body}
+        rest = [p for p in trained if id(p) not in body_ids]
+        return [
+            {"params": body, "name": "backbone", "lr_scale": self.backbone_lr_multiplier},
+            {"params": rest, "name": "head"},
+        ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from ssl_lightning.methods.export import EncoderExport
 from ssl_lightning.methods.losses import NTXentLoss
 from ssl_lightning.methods.metrics import logs_this_step
+from ssl_lightning.methods.optim import OptimizerFromCallables
 from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def knn_predict(
     return votes.sum(dim=1)
 
 
-class SimCLR(EncoderExport):
+class SimCLR(EncoderExport, OptimizerFromCallables):
     """SimCLR: agree on two augmented views of an image through a projection head (Chen et al. 2020).
 
     The encoder is any contract backbone with ``num_classes=0`` (its head is reset to the
@@ -182,8 +182,3 @@ class SimCLR(EncoderExport):
         self._knn_step(batch, "test")
 
     # ---- transfer -------------------------------------------------------------------------
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
