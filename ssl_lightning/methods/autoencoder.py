@@ -15,6 +15,7 @@ from ssl_lightning.methods.export import EncoderExport
 from ssl_lightning.methods.metrics import logs_this_step
 from ssl_lightning.methods.optim import OptimizerFromCallables
 from ssl_lightning.nets.decoder import ConvDecoder
+from ssl_lightning.utils.figures import log_image_grid
 from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 log = logging.getLogger(__name__)
@@ -175,8 +176,6 @@ class Autoencoder(EncoderExport, OptimizerFromCallables):
     @torch.no_grad()
     def log_reconstructions(self, x: Tensor, count: int = 8) -> bool:
         """Log originals (top row) over reconstructions (bottom row) as ``val/reconstructions``."""
-        from ssl_lightning.utils.figures import log_image_grid
-
         originals = x[:count]
         return log_image_grid(
             self.logger,

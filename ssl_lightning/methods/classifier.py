@@ -11,9 +11,11 @@ from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from ssl_lightning.data.contract import ClassificationData, attached_data
 from ssl_lightning.methods.metrics import RunningAccuracy, RunningMean, logs_this_step
 from ssl_lightning.methods.optim import OptimizerFromCallables, ParameterSpec
 from ssl_lightning.nets.pretrained import load_weights, read_state_dict
+from ssl_lightning.utils.figures import confusion_figure, log_figure
 from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 STAGES = ("train", "val", "test")
@@ -178,12 +180,11 @@ class Classifier(OptimizerFromCallables):
         return self
 
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        data_classes = getattr(datamodule, "num_classes", None)
-        if isinstance(data_classes, int) and data_classes != self.num_classes:
+        data = attached_data(self)
+        if isinstance(data, ClassificationData) and data.num_classes != self.num_classes:
             raise ValueError(
-                f"The data has {data_classes} classes but the backbone's head has {self.num_classes}. "
-                f"Set --model.backbone.init_args.num_classes {data_classes}."
+                f"The data has {data.num_classes} classes but the backbone's head has {self.num_classes}. "
+                f"Set --model.backbone.init_args.num_classes {data.num_classes}."
             )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -254,9 +255,8 @@ class Classifier(OptimizerFromCallables):
         self.log_epoch_metrics("test")
         matrix = self.confusion.compute()
         self.confusion.reset()
-        from ssl_lightning.utils.figures import confusion_figure, log_figure
-
-        names = getattr(getattr(self.trainer, "datamodule", None), "class_names", None)
+        data = attached_data(self)
+        names = data.class_names if isinstance(data, ClassificationData) else None
         if self.trainer.is_global_zero:
             log_figure(self.logger, "test/confusion_matrix", confusion_figure(matrix, names), self.global_step)
 

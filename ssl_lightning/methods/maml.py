@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from ssl_lightning.data.contract import EpisodicData, attached_data
 from ssl_lightning.methods.episodic import EpisodicModule
 from ssl_lightning.methods.functional import inner_loop
 from ssl_lightning.utils.hparams import save_plain_hyperparameters
@@ -117,10 +118,11 @@ class MAML(EpisodicModule):
         use_batch_statistics(self.backbone)
 
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        n_way = getattr(datamodule, "n_way", None)
-        head_classes = getattr(self.backbone, "num_classes", None)
-        if isinstance(n_way, int) and head_classes != n_way:
+        data = attached_data(self)
+        if not isinstance(data, EpisodicData):
+            return
+        n_way, head_classes = data.n_way, getattr(self.backbone, "num_classes", None)
+        if head_classes != n_way:
             raise ValueError(
                 f"{type(self).__name__} adapts a head with one output per way, but the data has n_way={n_way} "
                 f"and the backbone's num_classes={head_classes}. "

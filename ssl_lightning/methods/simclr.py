@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from ssl_lightning.data.contract import ClassificationData, LabelledFeatureSource, attached_data, require_data
 from ssl_lightning.methods.export import EncoderExport
 from ssl_lightning.methods.losses import lightly_module
 from ssl_lightning.methods.metrics import logs_this_step
@@ -189,23 +190,22 @@ class SimCLR(EncoderExport, OptimizerFromCallables):
 
     # ---- kNN monitor ----------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        num_classes = getattr(datamodule, "num_classes", None)
-        if self.knn_k and isinstance(num_classes, int) and not self.knn_accuracy:
+        data = attached_data(self)
+        if self.knn_k and isinstance(data, ClassificationData) and not self.knn_accuracy:
             self.knn_accuracy.update(
-                {f"{s}_": MulticlassAccuracy(num_classes, average="micro") for s in ("val", "test")}
+                {f"{s}_": MulticlassAccuracy(data.num_classes, average="micro") for s in ("val", "test")}
             )
 
     def _build_bank(self) -> None:
         self._bank = None
         if not self.knn_k or not self.knn_accuracy:
             return
-        datamodule = self.trainer.datamodule
-        if not hasattr(datamodule, "labelled_features"):
-            raise ValueError(
-                f"SimCLR's kNN monitor needs a data module with labelled_features() (e.g. TwoViewDataModule), "
-                f"got {type(datamodule).__name__}. Use TwoViewDataModule or set model.init_args.knn_k: 0."
-            )
+        datamodule = require_data(
+            self,
+            LabelledFeatureSource,
+            "SimCLR's kNN monitor",
+            "Use TwoViewDataModule or set model.init_args.knn_k: 0.",
+        )
         with torch.no_grad():
             self._bank = datamodule.labelled_features(self, self.device)
 
