@@ -18,6 +18,7 @@ Example config::
     model:
       class_path: ssl_lightning.methods.feature_cache.FeatureProbe
       init_args:
+        optimizer: {class_path: torch.optim.Adam, init_args: {lr: 0.01}}   # Classifier's arguments
         backbone:
           class_path: ssl_lightning.nets.pretrained.TimmBackbone
           init_args: {model_name: tf_efficientnet_lite0, pretrained: "package:efficientnet_lite0",
@@ -25,9 +26,7 @@ Example config::
     data:
       class_path: ssl_lightning.methods.feature_cache.FeatureCacheDataModule
       init_args:
-        source:
-          class_path: ssl_lightning.data.DigitsDataModule
-          init_args: {labels_per_class: 10, normalize: false}
+        source: {class_path: ssl_lightning.data.DigitsDataModule, init_args: {labels_per_class: 10, normalize: false}}
 """
 
 from __future__ import annotations

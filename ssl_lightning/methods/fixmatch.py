@@ -202,11 +202,11 @@ class PseudoLabel(FixMatch):
         model:
           class_path: ssl_lightning.methods.fixmatch.PseudoLabel
           init_args:
+            threshold: 0.95
+            warmup_steps: 500
             backbone:
               class_path: ssl_lightning.nets.LeNet
               init_args: {num_classes: 10, in_chans: 1, input_size: 8, padding: 2}
-            threshold: 0.95
-            warmup_steps: 500
 
     Args: as :class:`FixMatch`.
     """

@@ -29,10 +29,10 @@ class MetaSGD(MAML):
         model:
           class_path: ssl_lightning.methods.metasgd.MetaSGD
           init_args:
+            inner_lr_range: [0.005, 0.1]   # Li et al.'s initial step sizes
+            inner_steps: 1
             backbone: {class_path: ssl_lightning.nets.conv4.Conv4, init_args: {num_classes: 5, input_size: 28}}
             optimizer: {class_path: torch.optim.Adam, init_args: {lr: 0.001}}
-            inner_lr_range: [0.005, 0.1]
-            inner_steps: 1
 
     Args:
         backbone: see :class:`MAML`; the meta-optimizer updates its parameters and the step sizes.
