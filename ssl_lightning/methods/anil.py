@@ -20,16 +20,8 @@ class ANIL(MAML):
     Shapes per episode: images ``float[N*K, C, H, W]`` -> features ``float[N*K, D]`` -> head
     adapted on them; query logits ``float[N*Q, N]`` (see :class:`MAML`).
 
-    Example config (Raghu et al. use MAML's Omniglot settings)::
-
-        model:
-          class_path: ssl_lightning.methods.anil.ANIL
-          init_args:
-            backbone: {class_path: ssl_lightning.nets.conv4.Conv4, init_args: {num_classes: 5, input_size: 28}}
-            optimizer: {class_path: torch.optim.Adam, init_args: {lr: 0.001}}
-            inner_lr: 0.4
-            inner_steps: 1
-            test_inner_steps: 3
+    Example config: MAML's, with ``class_path: ssl_lightning.methods.anil.ANIL`` (Raghu et al. use
+    MAML's Omniglot settings; ``experiments/fewshot/anil_omniglot_5w1s.yaml``).
 
     Args: the same as :class:`MAML`.
     """

@@ -13,7 +13,9 @@ from torchmetrics import MeanMetric
 
 from ssl_lightning.methods.export import EncoderExport
 from ssl_lightning.methods.metrics import logs_this_step
+from ssl_lightning.methods.optim import OptimizerFromCallables
 from ssl_lightning.nets.decoder import ConvDecoder
+from ssl_lightning.utils.figures import log_image_grid
 from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 log = logging.getLogger(__name__)
@@ -21,7 +23,7 @@ log = logging.getLogger(__name__)
 STAGES = ("train", "val", "test")
 
 
-class Autoencoder(EncoderExport):
+class Autoencoder(EncoderExport, OptimizerFromCallables):
     """Reconstruct images through any contract backbone's features (Hinton & Salakhutdinov 2006).
 
     The encoder is a backbone with ``num_classes=0`` (its head is reset to the identity if not);
@@ -174,8 +176,6 @@ class Autoencoder(EncoderExport):
     @torch.no_grad()
     def log_reconstructions(self, x: Tensor, count: int = 8) -> bool:
         """Log originals (top row) over reconstructions (bottom row) as ``val/reconstructions``."""
-        from ssl_lightning.utils.figures import log_image_grid
-
         originals = x[:count]
         return log_image_grid(
             self.logger,
@@ -184,9 +184,3 @@ class Autoencoder(EncoderExport):
             self.global_step,
             len(originals),
         )
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -12,8 +11,11 @@ from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from ssl_lightning.data.contract import ClassificationData, attached_data
 from ssl_lightning.methods.metrics import RunningAccuracy, RunningMean, logs_this_step
+from ssl_lightning.methods.optim import OptimizerFromCallables, ParameterSpec
 from ssl_lightning.nets.pretrained import load_weights, read_state_dict
+from ssl_lightning.utils.figures import confusion_figure, log_figure
 from ssl_lightning.utils.freezing import Freezer
 from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
@@ -41,7 +43,7 @@ def reset_at_epoch_start(metrics: list[Metric | MetricCollection]) -> None:
         metric.reset()
 
 
-class Classifier(pl.LightningModule):
+class Classifier(OptimizerFromCallables):
     """Cross-entropy training of a backbone that follows the timm contract.
 
     Batches are ``(x: float[B, ...], y)`` where ``y`` is ``long[B]`` class indices or
@@ -69,6 +71,13 @@ class Classifier(pl.LightningModule):
     and its classifier under ``head``). ``finetune="full"`` then trains the adapters and the head,
     ``"linear_probe"`` the head only, and ``backbone_lr_multiplier`` scales the adapters' learning
     rate; the frozen base weights sit in the optimizer without gradients and never change.
+
+    Subclasses (FixMatch, FeatureProbe, SetFitClassifier) take their own arguments and forward the
+    rest as ``**classifier_args`` to ``super().__init__``; each argument is declared once, here. This
+    is not a hidden pass-through: LightningCLI (jsonargparse) reads that ``super().__init__`` call and
+    offers, types, documents and checks these arguments as the subclass's own (``--print_config``
+    lists them; a misspelt key is an error, as is one the subclass sets itself, e.g. FeatureProbe's
+    ``finetune``), and in Python a wrong name is this ``__init__``'s ``TypeError``.
 
     Example config::
 
@@ -107,6 +116,9 @@ class Classifier(pl.LightningModule):
             distribution.
     """
 
+    #: Arguments of this class that a subclass sets itself and does not take (FeatureProbe: ``finetune``).
+    derived_arguments: ClassVar[tuple[str, ...]] = ()
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -120,7 +132,7 @@ class Classifier(pl.LightningModule):
         freeze_batchnorm: bool = False,
     ) -> None:
         super().__init__()
-        save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"])
+        save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"], derived=self.derived_arguments)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if finetune not in ("full", "linear_probe"):
@@ -143,10 +155,7 @@ class Classifier(pl.LightningModule):
         num_classes = self.num_classes
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the suffix.
         self.metrics = nn.ModuleDict(
-            {
-                f"{stage}_": MetricCollection({"acc": RunningAccuracy(num_classes)})
-                for stage in STAGES
-            }
+            {f"{stage}_": MetricCollection({"acc": RunningAccuracy(num_classes)}) for stage in STAGES}
         )
         self.mean_loss = nn.ModuleDict({f"{stage}_": RunningMean() for stage in STAGES})
         self.confusion = MulticlassConfusionMatrix(num_classes)
@@ -198,12 +207,11 @@ class Classifier(pl.LightningModule):
         return self
 
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        data_classes = getattr(datamodule, "num_classes", None)
-        if isinstance(data_classes, int) and data_classes != self.num_classes:
+        data = attached_data(self)
+        if isinstance(data, ClassificationData) and data.num_classes != self.num_classes:
             raise ValueError(
-                f"The data has {data_classes} classes but the backbone's head has {self.num_classes}. "
-                f"Set --model.backbone.init_args.num_classes {data_classes}."
+                f"The data has {data.num_classes} classes but the backbone's head has {self.num_classes}. "
+                f"Set --model.backbone.init_args.num_classes {data.num_classes}."
             )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -274,23 +282,26 @@ class Classifier(pl.LightningModule):
         self.log_epoch_metrics("test")
         matrix = self.confusion.compute()
         self.confusion.reset()
-        from ssl_lightning.utils.figures import confusion_figure, log_figure
-
-        names = getattr(getattr(self.trainer, "datamodule", None), "class_names", None)
+        data = attached_data(self)
+        names = data.class_names if isinstance(data, ClassificationData) else None
         if self.trainer.is_global_zero:
             log_figure(self.logger, "test/confusion_matrix", confusion_figure(matrix, names), self.global_step)
 
-    def configure_optimizers(self) -> Any:
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """The parameters the optimizer updates (frozen ones included: unfreezing callbacks thaw them)."""
+        return list(self.parameters())
+
+    def optimizer_parameters(self) -> ParameterSpec:
+        """The module's parameters; with ``backbone_lr_multiplier``, two groups: the body at that multiple."""
+        trained = self.trained_parameters()
         if self.backbone_lr_multiplier == 1.0:
-            optimizer = self.optimizer_factory(self.parameters())
-        else:
-            # Frozen parameters stay in their group: they get no gradient (the optimizer skips
-            # them) until GradualUnfreezing thaws them.
-            body = self.body_parameters()
-            body_ids = {id(p) for p in body}
-            rest = [p for p in self.parameters() if id(p) not in body_ids]
-            optimizer = self.optimizer_factory([{"params": body, "name": "backbone"}, {"params": rest, "name": "head"}])
-            optimizer.param_groups[0]["lr"] *= self.backbone_lr_multiplier
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+            return trained
+        # Frozen parameters stay in their group: they get no gradient (the optimizer skips
+        # them) until GradualUnfreezing thaws them.
+        body = self.body_parameters()
+        body_ids = {id(p) for p in body}
+        rest = [p for p in trained if id(p) not in body_ids]
+        return [
+            {"params": body, "name": "backbone", "lr_scale": self.backbone_lr_multiplier},
+            {"params": rest, "name": "head"},
+        ]

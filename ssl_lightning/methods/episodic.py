@@ -5,7 +5,6 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -15,6 +14,7 @@ from torchmetrics import CatMetric, MeanMetric, Metric
 from ssl_lightning.methods.classifier import persist, reset_at_epoch_start
 from ssl_lightning.methods.functional import accuracy, confidence_interval
 from ssl_lightning.methods.metrics import logs_this_step
+from ssl_lightning.methods.optim import OptimizerFromCallables
 
 STAGES = ("train", "val", "test")
 EVAL_STAGES = ("val", "test")
@@ -24,7 +24,7 @@ EVAL_STAGES = ("val", "test")
 Episodes = tuple[Tensor, Tensor, Tensor, Tensor]
 
 
-class EpisodicModule(pl.LightningModule):
+class EpisodicModule(OptimizerFromCallables):
     """Base of the episodic (meta-learning) methods; a subclass implements :meth:`task_logits`.
 
     A batch is a meta-batch of ``T`` episodes (tasks)::
@@ -176,9 +176,3 @@ class EpisodicModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_confidence_interval("test")
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

@@ -18,6 +18,7 @@ Example config::
     model:
       class_path: ssl_lightning.methods.feature_cache.FeatureProbe
       init_args:
+        optimizer: {class_path: torch.optim.Adam, init_args: {lr: 0.01}}   # Classifier's arguments
         backbone:
           class_path: ssl_lightning.nets.pretrained.TimmBackbone
           init_args: {model_name: tf_efficientnet_lite0, pretrained: "package:efficientnet_lite0",
@@ -25,9 +26,7 @@ Example config::
     data:
       class_path: ssl_lightning.methods.feature_cache.FeatureCacheDataModule
       init_args:
-        source:
-          class_path: ssl_lightning.data.DigitsDataModule
-          init_args: {labels_per_class: 10, normalize: false}
+        source: {class_path: ssl_lightning.data.DigitsDataModule, init_args: {labels_per_class: 10, normalize: false}}
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ import logging
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -54,28 +52,15 @@ class FeatureProbe(Classifier):
 
     Args:
         backbone: the network; only its head trains, its ``forward_features`` fills the cache.
-        optimizer: builds the optimizer from the parameters.
-        lr_scheduler: optional; builds a scheduler from the optimizer.
-        label_smoothing: cross-entropy label smoothing.
-        backbone_checkpoint: start the backbone from this file (see ``Classifier``).
+        **classifier_args: :class:`~ssl_lightning.methods.classifier.Classifier`'s other arguments
+            (``optimizer``, ``label_smoothing``, ...; ``finetune`` is always ``linear_probe``), documented
+            and checked there (see "Subclasses" in its docstring).
     """
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        optimizer: OptimizerCallable = torch.optim.Adam,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        label_smoothing: float = 0.0,
-        backbone_checkpoint: str | None = None,
-    ) -> None:
-        super().__init__(
-            backbone=backbone,
-            optimizer=optimizer,
-            lr_scheduler=lr_scheduler,
-            label_smoothing=label_smoothing,
-            backbone_checkpoint=backbone_checkpoint,
-            finetune="linear_probe",
-        )
+    derived_arguments = ("finetune",)
+
+    def __init__(self, backbone: nn.Module, **classifier_args: Any) -> None:
+        super().__init__(backbone, finetune="linear_probe", **classifier_args)
 
     def forward(self, features: Tensor) -> Tensor:
         """float[B, num_features] -> logits float[B, num_classes]."""

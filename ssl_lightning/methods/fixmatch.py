@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
 from torchmetrics import MeanMetric, Metric, MetricCollection
 
 from ssl_lightning.methods.classifier import Classifier, persist
+from ssl_lightning.methods.ema import exponential_moving_average
 from ssl_lightning.methods.losses import pseudo_label_loss
 from ssl_lightning.methods.metrics import logs_this_step
-from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 SemiSupervisedBatch = dict[str, tuple[Tensor, ...]]
 
@@ -62,37 +61,28 @@ class FixMatch(Classifier):
           init_args: {source: {class_path: ssl_lightning.data.CIFAR10DataModule, init_args: {labels_per_class: 25}}}
 
     Args:
-        backbone: the network (timm contract); its ``num_classes`` must match the data's.
-        optimizer: builds the optimizer from the backbone's parameters (the EMA copy is not trained).
-        lr_scheduler: optional; builds a scheduler from the optimizer, stepped every epoch.
+        backbone: the network (timm contract); its ``num_classes`` must match the data's. The
+            optimizer is built from its parameters (the EMA copy is not trained).
         threshold: confidence ``tau`` above which a pseudo-label is used.
         lambda_u: weight of the unlabelled loss (0: supervised training).
         warmup_steps: ramp ``lambda_u`` linearly from 0 over this many steps (0: no ramp; Lee 2013 ramps).
         ema_decay: decay of the evaluated weight average, in ``[0, 1)``; ``None`` turns EMA off.
-        label_smoothing: label smoothing of the labelled cross-entropy.
-        backbone_checkpoint: start the backbone from these weights (see ``Classifier``).
+        **classifier_args: :class:`~ssl_lightning.methods.classifier.Classifier`'s arguments (``optimizer``,
+            ``lr_scheduler``, ``label_smoothing`` of the labelled loss, ...), documented there; LightningCLI
+            types and checks them as this class's own (see "Subclasses" in Classifier's docstring).
     """
 
     def __init__(
         self,
         backbone: nn.Module,
-        optimizer: OptimizerCallable = torch.optim.Adam,
-        lr_scheduler: LRSchedulerCallable | None = None,
+        *,
         threshold: float = 0.95,
         lambda_u: float = 1.0,
         warmup_steps: int = 0,
         ema_decay: float | None = 0.999,
-        label_smoothing: float = 0.0,
-        backbone_checkpoint: str | None = None,
+        **classifier_args: Any,
     ) -> None:
-        super().__init__(
-            backbone=backbone,
-            optimizer=optimizer,
-            lr_scheduler=lr_scheduler,
-            label_smoothing=label_smoothing,
-            backbone_checkpoint=backbone_checkpoint,
-        )
-        save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"])
+        super().__init__(backbone, **classifier_args)
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
         if lambda_u < 0 or warmup_steps < 0:
@@ -103,9 +93,9 @@ class FixMatch(Classifier):
         self.lambda_u = lambda_u
         self.warmup_steps = warmup_steps
         self.ema_decay = ema_decay
-        self.ema_backbone: nn.Module | None = None
+        self.ema_backbone: AveragedModel | None = None
         if ema_decay is not None:
-            self.ema_backbone = copy.deepcopy(self.backbone).requires_grad_(False)
+            self.ema_backbone = exponential_moving_average(self.backbone, ema_decay)
         self.unlabelled_stats = nn.ModuleDict({name: MeanMetric() for name in ("loss_x", "loss_u", "mask_rate")})
         self.pseudo_acc = MeanMetric()
         persist(*self.unlabelled_stats.values(), self.pseudo_acc)
@@ -162,26 +152,19 @@ class FixMatch(Classifier):
         return [*super().train_metrics(), *self.unlabelled_stats.values(), self.pseudo_acc]
 
     # ---- EMA of the weights -------------------------------------------------------------------
-    @torch.no_grad()
     def update_ema(self) -> None:
         """``ema = decay * ema + (1 - decay) * online`` for parameters and floating-point buffers.
 
-        Batch-norm running statistics are averaged like the weights (as Lightning's
-        ``WeightAveraging`` and ``torch.optim.swa_utils.AveragedModel(use_buffers=True)`` do), so
-        the evaluated weights meet statistics of the same horizon; integer buffers
+        Through ``torch.optim.swa_utils.AveragedModel(use_buffers=True)``
+        (:func:`~ssl_lightning.methods.ema.exponential_moving_average`): batch-norm running
+        statistics are averaged like the weights (as Lightning's ``WeightAveraging`` does), so the
+        evaluated weights meet statistics of the same horizon; integer buffers
         (``num_batches_tracked``) are copied. Copying the online statistics instead put a Conv4's
         EMA 1-11 points of CIFAR-10 test accuracy below its online weights after 3,000 Adam steps
         (averaged: 0-3 points; README, "Semi- and self-supervised").
         """
-        if self.ema_backbone is None or self.ema_decay is None:
-            return
-        for ema, online in zip(self.ema_backbone.parameters(), self.backbone.parameters(), strict=True):
-            ema.lerp_(online.detach(), 1.0 - self.ema_decay)
-        for ema, online in zip(self.ema_backbone.buffers(), self.backbone.buffers(), strict=True):
-            if ema.is_floating_point():
-                ema.lerp_(online, 1.0 - self.ema_decay)
-            else:
-                ema.copy_(online)
+        if self.ema_backbone is not None:
+            self.ema_backbone.update_parameters(self.backbone)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """The optimizer step, then the EMA update of the new weights.
@@ -201,11 +184,9 @@ class FixMatch(Classifier):
         """float[B, ...] -> logits float[B, num_classes]; the EMA weights in eval mode."""
         return self.backbone(x) if self.training else self.evaluation_backbone()(x)
 
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.backbone.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """Classifier's parameters without the EMA copy's, which are averaged, not trained."""
+        return [p for name, p in self.named_parameters() if not name.startswith("ema_backbone.")]
 
 
 class PseudoLabel(FixMatch):
@@ -221,11 +202,11 @@ class PseudoLabel(FixMatch):
         model:
           class_path: ssl_lightning.methods.fixmatch.PseudoLabel
           init_args:
+            threshold: 0.95
+            warmup_steps: 500
             backbone:
               class_path: ssl_lightning.nets.LeNet
               init_args: {num_classes: 10, in_chans: 1, input_size: 8, padding: 2}
-            threshold: 0.95
-            warmup_steps: 500
 
     Args: as :class:`FixMatch`.
     """

@@ -4,13 +4,14 @@ of Deep Networks"), second order by default, first order (FOMAML) by a switch.""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from ssl_lightning.data.contract import EpisodicData, attached_data
 from ssl_lightning.methods.episodic import EpisodicModule
 from ssl_lightning.methods.functional import inner_loop
 from ssl_lightning.utils.hparams import save_plain_hyperparameters
@@ -78,28 +79,29 @@ class MAML(EpisodicModule):
 
     Args:
         backbone: network with a classification head of ``n_way`` outputs (timm contract).
-        optimizer: builds the meta-optimizer from the parameters.
-        lr_scheduler: optional; builds a scheduler from the meta-optimizer, stepped every epoch.
         inner_lr: inner-loop step size alpha.
         inner_steps: inner-loop steps during training.
         test_inner_steps: inner-loop steps during validation and test; ``None``: ``inner_steps``.
         first_order: drop second-order terms (FOMAML).
         compile_backend: ``torch.compile`` backend for each task's adaptation and query logits
             (``"inductor"`` for speed); ``None`` runs eagerly.
+        **episodic_args: ``optimizer`` (the meta-optimizer) and ``lr_scheduler`` of
+            :class:`~ssl_lightning.methods.episodic.EpisodicModule`, documented there; LightningCLI reads
+            the ``super().__init__`` call and types and checks them as this class's own.
     """
 
     def __init__(
         self,
         backbone: nn.Module,
-        optimizer: OptimizerCallable = torch.optim.Adam,
-        lr_scheduler: LRSchedulerCallable | None = None,
+        *,
         inner_lr: float = 0.4,
         inner_steps: int = 1,
         test_inner_steps: int | None = None,
         first_order: bool = False,
         compile_backend: str | None = None,
+        **episodic_args: Any,
     ) -> None:
-        super().__init__(backbone, optimizer, lr_scheduler)
+        super().__init__(backbone, **episodic_args)
         save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"])
         if inner_steps < 0 or (test_inner_steps is not None and test_inner_steps < 0):
             raise ValueError(
@@ -116,10 +118,11 @@ class MAML(EpisodicModule):
         use_batch_statistics(self.backbone)
 
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        n_way = getattr(datamodule, "n_way", None)
-        head_classes = getattr(self.backbone, "num_classes", None)
-        if isinstance(n_way, int) and head_classes != n_way:
+        data = attached_data(self)
+        if not isinstance(data, EpisodicData):
+            return
+        n_way, head_classes = data.n_way, getattr(self.backbone, "num_classes", None)
+        if head_classes != n_way:
             raise ValueError(
                 f"{type(self).__name__} adapts a head with one output per way, but the data has n_way={n_way} "
                 f"and the backbone's num_classes={head_classes}. "

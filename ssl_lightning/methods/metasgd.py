@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from ssl_lightning.methods.maml import MAML
-from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 
 class MetaSGD(MAML):
@@ -30,39 +29,29 @@ class MetaSGD(MAML):
         model:
           class_path: ssl_lightning.methods.metasgd.MetaSGD
           init_args:
+            inner_lr_range: [0.005, 0.1]   # Li et al.'s initial step sizes
+            inner_steps: 1
             backbone: {class_path: ssl_lightning.nets.conv4.Conv4, init_args: {num_classes: 5, input_size: 28}}
             optimizer: {class_path: torch.optim.Adam, init_args: {lr: 0.001}}
-            inner_lr_range: [0.005, 0.1]
-            inner_steps: 1
 
     Args:
-        backbone: see :class:`MAML`.
-        optimizer: builds the meta-optimizer from all parameters, the step sizes included.
-        lr_scheduler: see :class:`MAML`.
+        backbone: see :class:`MAML`; the meta-optimizer updates its parameters and the step sizes.
         inner_lr: constant initial step size, used when ``inner_lr_range`` is ``None``.
-        inner_steps: see :class:`MAML`.
-        test_inner_steps: see :class:`MAML`.
-        first_order: see :class:`MAML`.
         inner_lr_range: ``(low, high)``: draw the initial step sizes uniformly from it.
-        compile_backend: see :class:`MAML`.
+        **maml_args: :class:`~ssl_lightning.methods.maml.MAML`'s other arguments (``optimizer``,
+            ``inner_steps``, ``first_order``, ...), documented there; LightningCLI reads the
+            ``super().__init__`` call and types and checks them as this class's own.
     """
 
     def __init__(
         self,
         backbone: nn.Module,
-        optimizer: OptimizerCallable = torch.optim.Adam,
-        lr_scheduler: LRSchedulerCallable | None = None,
+        *,
         inner_lr: float = 0.01,
-        inner_steps: int = 1,
-        test_inner_steps: int | None = None,
-        first_order: bool = False,
         inner_lr_range: tuple[float, float] | None = (0.005, 0.1),
-        compile_backend: str | None = None,
+        **maml_args: Any,
     ) -> None:
-        super().__init__(
-            backbone, optimizer, lr_scheduler, inner_lr, inner_steps, test_inner_steps, first_order, compile_backend
-        )
-        save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"])
+        super().__init__(backbone, inner_lr=inner_lr, **maml_args)
         if inner_lr_range is not None and not 0 <= inner_lr_range[0] <= inner_lr_range[1]:
             raise ValueError(f"inner_lr_range must be (low, high) with 0 <= low <= high, got {inner_lr_range}")
         self.inner_lrs = nn.ParameterDict()

@@ -38,7 +38,11 @@ class RunningAccuracy(MulticlassAccuracy):
             preds = preds.argmax(dim=1)
         correct = (preds == target).sum()
         wrong = target.numel() - correct
-        self._update_state(correct, wrong, self.num_classes * target.numel() - correct - 2 * wrong, wrong)
+        # The states torchmetrics registered with add_state (public attributes, as in any custom Metric).
+        self.tp += correct
+        self.fp += wrong
+        self.tn += self.num_classes * target.numel() - correct - 2 * wrong
+        self.fn += wrong
 
 
 class RunningMean(MeanMetric):

@@ -6,11 +6,10 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from ssl_lightning.methods.classifier import Classifier
-from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 
 def cosine_pair_loss(features: Tensor, labels: Tensor) -> Tensor:
@@ -69,25 +68,25 @@ class SetFitClassifier(Classifier):
 
     Args:
         backbone: a backbone with ``forward_features`` and a head (``num_classes`` > 0).
-        optimizer: builds the optimizer; the head learns at its lr, the body at lr * backbone_lr_multiplier.
-        lr_scheduler: optional; stepped every epoch.
         contrastive_epochs: epochs of pair fine-tuning before the head is trained (0: a linear probe).
-        label_smoothing: cross-entropy label smoothing of the head phase.
-        backbone_checkpoint: start the backbone from this file (see :class:`Classifier`).
+        optimizer: builds the optimizer; the head learns at its lr, the body at lr * backbone_lr_multiplier.
         backbone_lr_multiplier: the body's learning rate relative to the head's.
-        reset_head: keep the fresh head even where ``backbone_checkpoint`` has one.
+        **classifier_args: the other arguments of :class:`~ssl_lightning.methods.classifier.Classifier`
+            (``lr_scheduler``, ``label_smoothing`` of the head phase, ``backbone_checkpoint``,
+            ``reset_head``, ...), documented and checked there (see "Subclasses" in its docstring);
+            ``finetune`` follows from ``contrastive_epochs``.
     """
+
+    derived_arguments = ("finetune",)
 
     def __init__(
         self,
         backbone: nn.Module,
-        optimizer: OptimizerCallable = torch.optim.AdamW,
-        lr_scheduler: LRSchedulerCallable | None = None,
+        *,
         contrastive_epochs: int = 5,
-        label_smoothing: float = 0.0,
-        backbone_checkpoint: str | None = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
         backbone_lr_multiplier: float = 0.002,
-        reset_head: bool = False,
+        **classifier_args: Any,
     ) -> None:
         if contrastive_epochs < 0:
             raise ValueError(f"contrastive_epochs must be >= 0, got {contrastive_epochs}")
@@ -95,14 +94,10 @@ class SetFitClassifier(Classifier):
         super().__init__(
             backbone,
             optimizer=optimizer,
-            lr_scheduler=lr_scheduler,
-            label_smoothing=label_smoothing,
-            backbone_checkpoint=backbone_checkpoint,
             finetune=finetune,
             backbone_lr_multiplier=backbone_lr_multiplier,
-            reset_head=reset_head,
+            **classifier_args,
         )
-        save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"])
         self.contrastive_epochs = contrastive_epochs
 
     @property

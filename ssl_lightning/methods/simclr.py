@@ -12,9 +12,11 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from ssl_lightning.data.contract import ClassificationData, LabelledFeatureSource, attached_data, require_data
 from ssl_lightning.methods.export import EncoderExport
-from ssl_lightning.methods.losses import NTXentLoss
+from ssl_lightning.methods.losses import lightly_module
 from ssl_lightning.methods.metrics import logs_this_step
+from ssl_lightning.methods.optim import OptimizerFromCallables
 from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,9 @@ def knn_predict(
     """Weighted k-nearest-neighbour class scores by cosine similarity (Wu et al. 2018, Sec. 3.4).
 
     Each of the ``k`` most similar bank entries votes for its label with weight ``exp(s / temperature)``.
+    The kNN monitor uses lightly's ``knn_predict`` (:func:`knn_top1`), which computes the same votes but
+    returns only their ranking; this function is kept for the scores themselves (its argmax is
+    lightly's top-1).
 
     Shapes: ``features: float[B, D]``, ``bank: float[N, D]``, ``bank_labels: long[N]``
     -> scores ``float[B, num_classes]``.
@@ -36,19 +41,63 @@ def knn_predict(
     return votes.sum(dim=1)
 
 
-class SimCLR(EncoderExport):
+def knn_top1(
+    features: Tensor, bank: Tensor, bank_labels: Tensor, num_classes: int, k: int = 20, temperature: float = 0.1
+) -> Tensor:
+    """The class of the weighted kNN vote (:func:`knn_predict`'s argmax), by lightly's ``knn_predict``.
+
+    Shapes: ``features: float[B, D]``, ``bank: float[N, D]``, ``bank_labels: long[N]`` -> ``long[B]``.
+    """
+    benchmarking = lightly_module("lightly.utils.benchmarking", "SimCLR's kNN monitor")
+    ranking = benchmarking.knn_predict(
+        F.normalize(features, dim=1),
+        F.normalize(bank, dim=1).T,  # lightly's bank is float[D, N]
+        bank_labels,
+        num_classes,
+        knn_k=min(k, len(bank)),
+        knn_t=temperature,
+    )
+    return ranking[:, 0]
+
+
+def simclr_projection_head(num_features: int, hidden: int, projection_dim: int) -> nn.Module:
+    """SimCLR's head ``Linear -> BatchNorm -> ReLU -> Linear`` (Chen et al. 2020), lightly's ``ProjectionHead``.
+
+    Not ``SimCLRProjectionHead``: that one drops the first ``Linear``'s bias (redundant before batch
+    norm), which changes the random initialization drawn after it, so the README's SimCLR numbers
+    would no longer reproduce from their seeds. This is the head those runs trained, module for module.
+
+    Shapes: ``float[B, num_features] -> float[B, projection_dim]``.
+    """
+    projection_heads = lightly_module("lightly.models.modules.heads", "SimCLR")
+    return projection_heads.ProjectionHead(
+        [
+            (num_features, hidden, nn.BatchNorm1d(hidden), nn.ReLU(), True),
+            (hidden, projection_dim, None, None, True),
+        ]
+    )
+
+
+def _load_sequential_projection_keys(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """Checkpoints from before lightly's head held the same layers as ``projection.<i>.*``; now ``layers.<i>``."""
+    for key in [k for k in state_dict if k.startswith(prefix) and k[len(prefix) : len(prefix) + 1].isdigit()]:
+        state_dict[f"{prefix}layers.{key[len(prefix) :]}"] = state_dict.pop(key)
+
+
+class SimCLR(EncoderExport, OptimizerFromCallables):
     """SimCLR: agree on two augmented views of an image through a projection head (Chen et al. 2020).
 
     The encoder is any contract backbone with ``num_classes=0`` (its head is reset to the
-    identity if not); the projection head is ``Linear -> BatchNorm -> ReLU -> Linear`` on its
-    ``forward_features``; the loss is NT-Xent (:func:`~ssl_lightning.methods.losses.nt_xent`,
-    negatives gathered across DDP ranks). Training batches are
+    identity if not); the projection head (:func:`simclr_projection_head`, lightly's
+    ``ProjectionHead``: ``Linear -> BatchNorm -> ReLU -> Linear``) is on its ``forward_features``; the loss is lightly's
+    ``NTXentLoss`` (see :func:`~ssl_lightning.methods.losses.nt_xent`; negatives gathered across DDP
+    ranks). lightly comes with the ``selfsup`` extra (``pip install 'ssl_lightning[selfsup]'``). Training batches are
     ``(x1: float[B, C, H, W], x2: float[B, C, H, W], y: ignored)`` from
     :class:`~ssl_lightning.data.semisup.TwoViewDataModule`.
 
     Representation quality is monitored without a separate run: before each validation (and
     test) epoch the data module's labelled training set is embedded (no augmentation) and
-    every val/test image is classified by a weighted kNN over it: ``val/knn_acc``,
+    every val/test image is classified by a weighted kNN over it (lightly's ``knn_predict``): ``val/knn_acc``,
     ``test/knn_acc``. At the end of fit the encoder's state dict is written to
     ``encoder_path``; that file (or any checkpoint of this module, whose encoder is under
     ``encoder.``) is a valid ``Classifier(backbone_checkpoint=...)`` for a linear probe or fine-tuning.
@@ -105,10 +154,11 @@ class SimCLR(EncoderExport):
             encoder.reset_classifier(0)
         hidden = hidden_dim or num_features
         self.encoder = encoder
-        self.projection = nn.Sequential(
-            nn.Linear(num_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, projection_dim)
+        self.projection = simclr_projection_head(num_features, hidden, projection_dim)
+        self.projection.register_load_state_dict_pre_hook(_load_sequential_projection_keys)
+        self.criterion = lightly_module("lightly.loss", "SimCLR").NTXentLoss(
+            temperature, gather_distributed=gather_distributed
         )
-        self.criterion = NTXentLoss(temperature, gather_distributed)
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.knn_k = knn_k
@@ -140,23 +190,22 @@ class SimCLR(EncoderExport):
 
     # ---- kNN monitor ----------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        num_classes = getattr(datamodule, "num_classes", None)
-        if self.knn_k and isinstance(num_classes, int) and not self.knn_accuracy:
+        data = attached_data(self)
+        if self.knn_k and isinstance(data, ClassificationData) and not self.knn_accuracy:
             self.knn_accuracy.update(
-                {f"{s}_": MulticlassAccuracy(num_classes, average="micro") for s in ("val", "test")}
+                {f"{s}_": MulticlassAccuracy(data.num_classes, average="micro") for s in ("val", "test")}
             )
 
     def _build_bank(self) -> None:
         self._bank = None
         if not self.knn_k or not self.knn_accuracy:
             return
-        datamodule = self.trainer.datamodule
-        if not hasattr(datamodule, "labelled_features"):
-            raise ValueError(
-                f"SimCLR's kNN monitor needs a data module with labelled_features() (e.g. TwoViewDataModule), "
-                f"got {type(datamodule).__name__}. Use TwoViewDataModule or set model.init_args.knn_k: 0."
-            )
+        datamodule = require_data(
+            self,
+            LabelledFeatureSource,
+            "SimCLR's kNN monitor",
+            "Use TwoViewDataModule or set model.init_args.knn_k: 0.",
+        )
         with torch.no_grad():
             self._bank = datamodule.labelled_features(self, self.device)
 
@@ -171,8 +220,8 @@ class SimCLR(EncoderExport):
             return
         x, y = batch
         metric = self.knn_accuracy[f"{stage}_"]
-        scores = knn_predict(self(x), *self._bank, metric.num_classes, self.knn_k, self.knn_temperature)
-        metric.update(scores, y)
+        predicted = knn_top1(self(x), *self._bank, metric.num_classes, self.knn_k, self.knn_temperature)
+        metric.update(predicted, y)
         self.log(f"{stage}/knn_acc", metric, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=len(y))
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -180,10 +229,3 @@ class SimCLR(EncoderExport):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._knn_step(batch, "test")
-
-    # ---- transfer -------------------------------------------------------------------------
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

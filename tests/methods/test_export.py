@@ -24,16 +24,26 @@ def test_save_encoder_state_refuses_to_overwrite(tmp_path):
     assert path.read_bytes() == before
 
 
-@pytest.mark.parametrize("make", [
-    lambda p: Autoencoder(lenet_encoder(), image_shape=(1, 8, 8), encoder_path=str(p)),
-    lambda p: SimCLR(lenet_encoder(), projection_dim=8, encoder_path=str(p)),
-], ids=["Autoencoder", "SimCLR"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: Autoencoder(lenet_encoder(), image_shape=(1, 8, 8), encoder_path=str(p)),
+        lambda p: SimCLR(lenet_encoder(), projection_dim=8, encoder_path=str(p)),
+    ],
+    ids=["Autoencoder", "SimCLR"],
+)
 def test_existing_encoder_path_fails_before_training(make, chdir_tmp):
     path = chdir_tmp / "mine.pt"
     torch.save({"precious": torch.ones(1)}, path)
     model = make(path)
-    trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     with pytest.raises(FileExistsError, match="encoder_path .*mine.pt already exists"):
         trainer.fit(model, datamodule=DigitsDataModule(train_pool="all"))
     assert trainer.global_step == 0

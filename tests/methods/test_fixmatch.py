@@ -217,3 +217,27 @@ def test_bad_arguments_are_errors():
         FixMatch(lenet(), threshold=1.5)
     with pytest.raises(ValueError, match="ema_decay"):
         FixMatch(lenet(), ema_decay=1.0)
+
+
+def test_ema_equals_the_hand_written_formula_and_old_checkpoint_keys_load():
+    torch.manual_seed(0)
+    model = FixMatch(Conv4(num_classes=10, in_chans=1, input_size=16, hidden=4), ema_decay=0.9)
+    reference = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    for step in range(3):
+        with torch.no_grad():
+            for p in model.backbone.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+            model.backbone.train()(torch.randn(4, 1, 16, 16) + step)
+        model.update_ema()
+        for name, online in model.backbone.state_dict().items():  # the formula the EMA had before AveragedModel
+            reference[name] = reference[name].lerp(online, 0.1) if online.is_floating_point() else online.clone()
+    for name, value in model.ema_backbone.module.state_dict().items():
+        assert torch.allclose(value, reference[name], atol=1e-7), name
+    # a checkpoint written before the EMA was an AveragedModel: keys ema_backbone.<name>, no n_averaged
+    old = {k.replace("ema_backbone.module.", "ema_backbone."): v for k, v in model.state_dict().items()}
+    del old["ema_backbone.n_averaged"]
+    restored = FixMatch(Conv4(num_classes=10, in_chans=1, input_size=16, hidden=4), ema_decay=0.9)
+    restored.load_state_dict(old)  # strict
+    for name, value in model.ema_backbone.module.state_dict().items():
+        assert torch.equal(restored.ema_backbone.module.state_dict()[name], value), name
+    assert int(restored.ema_backbone.n_averaged) == 1

@@ -54,9 +54,16 @@ def test_running_mean_equals_mean_metric_with_weights():
 def test_step_loss_is_logged_on_the_logger_steps_only(chdir_tmp):
     pl.seed_everything(0)
     model = Classifier(LeNet(num_classes=10, in_chans=1, input_size=8, padding=2))
-    trainer = pl.Trainer(accelerator="cpu", max_steps=7, log_every_n_steps=3, logger=CSVLogger(chdir_tmp),
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         limit_val_batches=0)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=7,
+        log_every_n_steps=3,
+        logger=CSVLogger(chdir_tmp),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     called_at, log = [], model.log
 
     def spy(name, *args, **kwargs):

@@ -13,7 +13,7 @@ from ssl_lightning.data import DigitsDataModule
 from ssl_lightning.data.semisup import TwoViewDataModule
 from ssl_lightning.methods import Classifier
 from ssl_lightning.methods.losses import NTXentLoss, nt_xent
-from ssl_lightning.methods.simclr import SimCLR, knn_predict
+from ssl_lightning.methods.simclr import SimCLR, knn_predict, knn_top1
 from ssl_lightning.nets import LeNet
 
 
@@ -71,6 +71,15 @@ def test_knn_predict_votes_of_nearest_neighbours():
     sims = F.normalize(torch.tensor([[0.1, 1.0]]), dim=1) @ F.normalize(bank, dim=1).T
     top = sims[0].topk(2)
     assert scores[1, 1].item() == pytest.approx(math.exp(top.values[0].item() / 0.1), rel=1e-5)
+
+
+def test_knn_top1_through_lightly_is_the_argmax_of_the_votes():
+    g = torch.Generator().manual_seed(0)
+    features, bank = torch.randn(40, 8, generator=g), torch.randn(100, 8, generator=g)
+    labels = torch.randint(0, 5, (100,), generator=g)
+    for k in (1, 7, 500):  # k above the bank size uses the whole bank
+        scores = knn_predict(features, bank, labels, num_classes=5, k=k)
+        assert torch.equal(knn_top1(features, bank, labels, num_classes=5, k=k), scores.argmax(1))
 
 
 def test_simclr_trains_logs_knn_and_encoder_round_trips_into_classifier(chdir_tmp):
