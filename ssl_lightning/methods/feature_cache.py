@@ -32,6 +32,7 @@ Example config::
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
