@@ -1,8 +1,8 @@
 """What methods read from the DataModule they train on, written down once as typed Protocols.
 
-Most data facts reach a method through the config (LightningCLI ``link_arguments``, e.g. the
-number of classes into the backbone's head). A few are read from the attached DataModule at run
-time; they are these, and methods read them only through :func:`attached_data` and
+Data facts reach a method through its config (e.g. the backbone's ``num_classes``; ``cli.py`` says
+why no LightningCLI ``link_arguments`` are set) or are read from the attached DataModule at run
+time; the latter are these, and methods read them only through :func:`attached_data` and
 :func:`require_data`, so a DataModule that lacks one gets an error naming the Protocol:
 
 - :class:`ClassificationData` (``num_classes``, ``class_names``): ``Classifier`` checks its head
@@ -36,7 +36,8 @@ class ClassificationData(Protocol):
     """Data over a fixed, named set of classes (labels ``0..num_classes-1``)."""
 
     @property
-    def num_classes(self) -> int: ...
+    def num_classes(self) -> int | None:
+        """``None`` only while unknown: a predict-only text DataModule before the checkpoint's label map is restored."""
 
     @property
     def class_names(self) -> list[str]: ...

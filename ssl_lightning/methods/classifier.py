@@ -208,7 +208,9 @@ class Classifier(OptimizerFromCallables):
 
     def setup(self, stage: str) -> None:
         data = attached_data(self)
-        if isinstance(data, ClassificationData) and data.num_classes != self.num_classes:
+        # num_classes is None while a predict-only text DataModule waits for the checkpoint's label map
+        known = isinstance(data, ClassificationData) and data.num_classes is not None
+        if known and data.num_classes != self.num_classes:
             raise ValueError(
                 f"The data has {data.num_classes} classes but the backbone's head has {self.num_classes}. "
                 f"Set --model.backbone.init_args.num_classes {data.num_classes}."
