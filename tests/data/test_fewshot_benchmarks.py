@@ -204,3 +204,20 @@ def test_cub_uses_the_closer_look_split_and_resizes(tmp_path):
     assert [names[c] for c in split["val"]] == [species[1], species[5]]
     assert [names[c] for c in split["test"]] == [species[3], species[7]]
     assert {s: len(ids) for s, ids in closer_look_split(200).items()} == {"train": 100, "val": 50, "test": 50}
+
+
+def test_the_miniimagenet_protonet_config_runs_on_the_pickled_layout(tmp_path, chdir_tmp):
+    """experiments/fewshot/miniimagenet_protonet_5w1s.yaml: fit and test (fast_dev_run) on tiny pickles at 84x84."""
+    from tests.helpers import EXPERIMENTS, fast_dev_run
+
+    for split, first in (("train", 0), ("val", 4), ("test", 8)):
+        images = np.stack([np.full((84, 84, 3), 20 * (first + c), dtype=np.uint8) for c in range(4) for _ in range(3)])
+        class_dict = {f"n{first + c:08d}": list(range(3 * c, 3 * c + 3)) for c in range(4)}
+        with open(tmp_path / f"mini-imagenet-cache-{split}.pkl", "wb") as f:
+            pickle.dump({"image_data": images, "class_dict": class_dict}, f)
+    config = EXPERIMENTS / "fewshot" / "miniimagenet_protonet_5w1s.yaml"
+    overrides = ["--data.init_args.source.init_args.root", str(tmp_path), "--data.init_args.n_way", "2"]
+    overrides += ["--data.init_args.train_n_way", "3", "--data.init_args.n_query", "2", "--test_after_fit", "false"]
+    cli = fast_dev_run(config, *overrides)
+    assert cli.datamodule.episode_shape("train") == (3, 1, 2)
+    assert 0.0 <= float(cli.trainer.callback_metrics["val/acc"]) <= 1.0
