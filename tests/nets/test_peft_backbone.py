@@ -131,8 +131,8 @@ def test_default_targets_follow_each_architectures_names():
 
     config = MPNetConfig(vocab_size=32, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
     assert default_target_modules(MPNetModel(config)) == ["q", "k", "v"]
-    cnn = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
-    assert default_target_modules(cnn) == ["0", "3"]
+    cnn = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 1, groups=4), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
+    assert default_target_modules(cnn) == ["0", "4"]  # not the grouped conv: LoRA's rank must divide by groups
 
 
 def test_lora_on_a_timm_cnn_trains_adapters_and_head_and_saves_its_batchnorm_statistics():
