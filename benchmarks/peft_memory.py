@@ -8,7 +8,8 @@ trains, AdamW keeps two moments per weight); the other side wraps the encoder in
 adapters and the head get gradients and optimizer state. Each side runs in its own fresh
 process (``spawn``), so that one side's allocations do not raise the other's high-water mark.
 
-Measured per side: the process's resident memory once the model is built, its peak during the
+Measured per side: the process's resident memory once the model is built and every weight has
+been read (weights a file maps lazily count as the model's, not training's), its peak during the
 training steps (Linux: the high-water mark ``VmHWM`` is reset through ``/proc/self/clear_refs``
 right before the first step, so model loading does not count; elsewhere the process's
 lifetime peak), the part of that peak that training adds, and the median wall time of a step
@@ -86,6 +87,8 @@ def measure(lora: bool, args: argparse.Namespace) -> dict[str, float]:
         "attention_mask": torch.ones(args.batch, args.length, dtype=torch.long, device=device),
     }
     labels = torch.randint(0, 2, (args.batch,), generator=generator).to(device)
+    with torch.no_grad():  # read every weight: lazily mapped files (safetensors) then count as the model's memory
+        sum(float(p.sum()) for p in params)
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
