@@ -5,8 +5,8 @@ features, unlike timm's maps), ``forward_head(features)`` and ``reset_classifier
 (the head lives in ``head``), and never knows which method trains it. The contract and its
 shared head are :mod:`~ssl_lightning.nets.head`; weights (package / hub / local files, state
 dicts) are :mod:`~ssl_lightning.nets.weights`; fitting images to a backbone (grey <-> RGB,
-resizing) is :mod:`~ssl_lightning.nets.adapters`. timm, torchvision and transformers are
-imported only when a pretrained backbone is built.
+resizing) is :mod:`~ssl_lightning.nets.adapters`. timm, torchvision, transformers and peft
+are imported only when a pretrained (or adapted) backbone is built.
 """
 
 from ssl_lightning.nets.bilstm import BiLSTMClassifier
@@ -15,6 +15,7 @@ from ssl_lightning.nets.decoder import ConvDecoder
 from ssl_lightning.nets.head import ClassifierHeadMixin, pooled_features
 from ssl_lightning.nets.hf_encoder import HFEncoder
 from ssl_lightning.nets.lenet import LeNet, count_parameters, lenet
+from ssl_lightning.nets.peft_backbone import PeftBackbone
 from ssl_lightning.nets.pretrained import TimmBackbone, TorchvisionBackbone
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "ConvDecoder",
     "HFEncoder",
     "LeNet",
+    "PeftBackbone",
     "TimmBackbone",
     "TorchvisionBackbone",
     "conv4",

