@@ -30,7 +30,6 @@ from ssl_lightning.data.episodic.sampling import EpisodeSampler
 from ssl_lightning.data.resampling import inverse_frequency_sampler
 from ssl_lightning.data.resumable import ResumableDataLoader
 from tests.helpers import EXPERIMENTS, REPO, run_cli
-from tests.test_experiments_text import TEXT, write_files
 
 # Written into tmp_path and added with --trainer.callbacks+=resume_callbacks.<Name> (PYTHONPATH=tmp_path).
 CALLBACKS = '''
@@ -178,21 +177,6 @@ def test_protonet_resumes_exactly_after_sigkill(tmp_path):
     _check_exact_resume(
         tmp_path, EXPERIMENTS / "fewshot" / "protonet_digits_5w1s.yaml", "--data.init_args.train_episodes=10"
     )
-
-
-@pytest.mark.slow
-def test_text_classifier_with_eda_resumes_exactly_after_sigkill(tmp_path):
-    # 28 training texts in batches of 3: 10 steps per epoch; EDA seeded by (seed, epoch, text), no dropout
-    paths = write_files(tmp_path)
-    _check_exact_resume(
-        tmp_path, TEXT / "bilstm.yaml",
-        f"--data.init_args.train_file={paths['train']}", f"--data.init_args.val_file={paths['val']}",
-        f"--data.init_args.test_file={paths['test']}", "--data.init_args.batch_size=3",
-        "--data.init_args.augment={alpha_sr: 0, alpha_ri: 0, alpha_rs: 0.2, p_rd: 0.2}",
-        "--data.init_args.max_vocab_size=200", "--model.init_args.backbone.init_args.vocab_size=200",
-        "--model.init_args.backbone.init_args.embed_dim=16", "--model.init_args.backbone.init_args.hidden_size=16",
-        "--model.init_args.backbone.init_args.dropout=0",
-    )  # fmt: skip
 
 
 QUICK = ("--config", str(EXPERIMENTS / "quickstart.yaml"), "--trainer.accelerator=cpu", "--trainer.max_steps=3",

@@ -76,6 +76,35 @@ def test_weighted_sampler_with_augmentation_keys(tmp_path):
     assert [inputs["input_ids"].tolist() for inputs, _ in loader] == first  # (seed, epoch) fix draws and EDA
 
 
+@pytest.mark.parametrize("sampler", ["random", "class_balanced"])
+def test_text_training_loader_resumes_mid_epoch_exactly(tmp_path, sampler):
+    """A state saved after 3 batches of epoch 2, loaded into a fresh DataModule, gives the rest of that epoch
+    as an uninterrupted run draws it, EDA included (the trainer-level kill/resume is in tests/test_resume.py)."""
+    from ssl_lightning.data.text_augment import EDA
+
+    def fresh():
+        dm = make(tmp_path, labels_per_class=6, sampler=sampler, batch_size=3, augment=EDA(0.0, 0.0, 0.3, 0.2))
+        loader = dm.train_dataloader()
+        for part in loader._samplers():  # what Lightning does before every epoch
+            part.set_epoch(2)
+        return loader
+
+    def ids(batches):
+        return [inputs["input_ids"].tolist() + [y.tolist()] for inputs, y in batches]
+
+    whole = ids(fresh())
+    first = fresh()
+    iterator = iter(first)
+    head = [next(iterator) for _ in range(3)]
+    state = first.state_dict()
+    assert state == {"epoch": 2, "batches": 3}
+    resumed = fresh()
+    for part in resumed._samplers():
+        part.set_epoch(0)  # a new process starts at epoch 0; the state brings epoch 2 back
+    resumed.load_state_dict(state)
+    assert ids(head) + ids(resumed) == whole and len(whole) > 3
+
+
 def test_save_subset_round_trip_and_fingerprint_refusal(tmp_path):
     subset = tmp_path / "subset.json"
     first = make(tmp_path, labels_per_class=3, save_subset=str(subset))

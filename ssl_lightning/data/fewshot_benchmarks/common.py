@@ -60,6 +60,24 @@ def hwc_to_tensor(images: np.ndarray | Sequence[np.ndarray], image_size: int | N
     return resize_images(chw, image_size)
 
 
+def read_class_folders(folders: Sequence[Path], image_size: int | None, title: str) -> Pool:
+    """One class per folder (label = position in ``folders``), every image file in it, sorted by name.
+
+    Returns ``(uint8[N, 3, S, S], long[N], folder names)``; an empty class folder is an error naming it.
+    """
+    from ssl_lightning.data.folder import IMAGE_EXTENSIONS
+
+    files, labels = [], []
+    for c, folder in enumerate(folders):
+        images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not images:
+            raise ValueError(f"{title}: class folder {folder} has no images.")
+        files += images
+        labels += [c] * len(images)
+    arrays = [decode_image(p, image_size) for p in files]
+    return hwc_to_tensor(arrays, image_size), torch.tensor(labels), [p.name for p in folders]
+
+
 def load_pickle(path: Path) -> Any:
     """A pickle written by Python 3 or (like several benchmark releases) Python 2."""
     with path.open("rb") as handle:

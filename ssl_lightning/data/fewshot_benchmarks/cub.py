@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from ssl_lightning.data.episodic import Pool
-from ssl_lightning.data.fewshot_benchmarks.common import SplitBenchmark, decode_image, hwc_to_tensor
-from ssl_lightning.data.folder import IMAGE_EXTENSIONS
+from ssl_lightning.data.fewshot_benchmarks.common import SplitBenchmark, read_class_folders
 
 
 def closer_look_split(num_classes: int) -> dict[str, list[int]]:
@@ -62,12 +59,4 @@ class CUB200(SplitBenchmark):
         if self._classes is None:
             self._classes = sorted(p for p in self.images_folder().iterdir() if p.is_dir())
         chosen = [self._classes[i] for i in closer_look_split(len(self._classes))[split]]
-        files, labels = [], []
-        for c, folder in enumerate(chosen):
-            images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not images:
-                raise ValueError(f"CUB-200-2011: class folder {folder} has no images.")
-            files += images
-            labels += [c] * len(images)
-        arrays = [decode_image(p, self.image_size) for p in files]
-        return hwc_to_tensor(arrays, self.image_size), torch.tensor(labels), [p.name for p in chosen]
+        return read_class_folders(chosen, self.image_size, self.title)

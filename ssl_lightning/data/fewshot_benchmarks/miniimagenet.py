@@ -16,9 +16,9 @@ from ssl_lightning.data.fewshot_benchmarks.common import (
     decode_image,
     hwc_to_tensor,
     load_pickle,
+    read_class_folders,
     text_key,
 )
-from ssl_lightning.data.folder import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +116,7 @@ class MiniImageNet(SplitBenchmark):
         classes = sorted(p for p in folder.iterdir() if p.is_dir())
         if not classes:
             raise FileNotFoundError(f"miniImageNet: {folder} has no class folders (expected one folder per wnid).")
-        files, labels = [], []
-        for c, class_dir in enumerate(classes):
-            images = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not images:
-                raise ValueError(f"miniImageNet: class folder {class_dir} has no images.")
-            files += images
-            labels += [c] * len(images)
-        arrays = [decode_image(p, self.image_size) for p in files]
-        return hwc_to_tensor(arrays, self.image_size), torch.tensor(labels), [p.name for p in classes]
+        return read_class_folders(classes, self.image_size, self.title)
 
     def _read_csv(self, split: str) -> Pool:
         table = self.root / f"{split}.csv"
