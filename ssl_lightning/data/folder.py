@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +29,23 @@ def _class_dirs(root: Path, class_depth: int) -> list[Path]:
     return level
 
 
-def _read_one(path: Path, image_size: int | None) -> np.ndarray:
-    """One image as uint8[H, W] (grey) or uint8[H, W, 3] (colour); names the file on any failure."""
+def decode_image(source: Path | bytes, image_size: int | None, colour: bool = False, name: str = "") -> np.ndarray:
+    """One image file (a path, or its encoded bytes as some benchmark releases store them) as uint8[H, W]
+    (grey) or uint8[H, W, 3] (colour; ``colour`` converts grey files too); names the file on any failure."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             image.load()  # decode now: a truncated file fails here, not later
-            mode = "L" if image.mode in GREY_MODES else "RGB"
+            mode = "L" if image.mode in GREY_MODES and not colour else "RGB"
             image = image.convert(mode)
             if image_size is not None and image.size != (image_size, image_size):
                 image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
         raise ValueError(
-            f"Cannot read image {path}: {type(err).__name__}: {err}. The file is corrupt, truncated or not an "
-            f"image; delete or replace it."
+            f"Cannot read image {name or source}: {type(err).__name__}: {err}. The file is corrupt, truncated or "
+            f"not an image; delete or replace it."
         ) from err
 
 
@@ -96,7 +98,7 @@ def read_image_tree(
             )
         names.append(folder.relative_to(root).as_posix())
         for path in files:
-            array = _read_one(path, image_size)
+            array = decode_image(path, image_size)
             if arrays and array.shape[:2] != arrays[0].shape[:2]:
                 raise ValueError(
                     f"{path} is {array.shape[1]}x{array.shape[0]} but earlier images are "

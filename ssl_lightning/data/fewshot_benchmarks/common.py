@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import pickle
 from abc import abstractmethod
@@ -15,28 +14,9 @@ import torch
 from torch import Tensor
 
 from ssl_lightning.data.episodic import SPLITS, LabelledPool, Pool
+from ssl_lightning.data.folder import IMAGE_EXTENSIONS, decode_image
 
 log = logging.getLogger(__name__)
-
-
-def decode_image(source: Path | bytes, image_size: int | None, name: str = "") -> np.ndarray:
-    """One image file (a path or its encoded bytes) -> uint8[H, W, 3], resized to a square if asked.
-
-    Benchmarks are colour: a grey file is converted to RGB so every image has three channels.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            image = image.convert("RGB")
-            if image_size is not None and image.size != (image_size, image_size):
-                image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        raise ValueError(
-            f"Cannot read image {name or source}: {type(err).__name__}: {err}. The file is corrupt, truncated or "
-            f"not an image; delete or replace it (or re-extract the archive)."
-        ) from err
 
 
 def hwc_to_tensor(images: np.ndarray | Sequence[np.ndarray], image_size: int | None) -> Tensor:
@@ -65,8 +45,6 @@ def read_class_folders(folders: Sequence[Path], image_size: int | None, title: s
 
     Returns ``(uint8[N, 3, S, S], long[N], folder names)``; an empty class folder is an error naming it.
     """
-    from ssl_lightning.data.folder import IMAGE_EXTENSIONS
-
     files, labels = [], []
     for c, folder in enumerate(folders):
         images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -74,7 +52,7 @@ def read_class_folders(folders: Sequence[Path], image_size: int | None, title: s
             raise ValueError(f"{title}: class folder {folder} has no images.")
         files += images
         labels += [c] * len(images)
-    arrays = [decode_image(p, image_size) for p in files]
+    arrays = [decode_image(p, image_size, colour=True) for p in files]
     return hwc_to_tensor(arrays, image_size), torch.tensor(labels), [p.name for p in folders]
 
 

@@ -13,12 +13,12 @@ import torch
 from ssl_lightning.data.episodic import Pool
 from ssl_lightning.data.fewshot_benchmarks.common import (
     SplitBenchmark,
-    decode_image,
     hwc_to_tensor,
     load_pickle,
     read_class_folders,
     text_key,
 )
+from ssl_lightning.data.folder import decode_image
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,6 @@ class MiniImageNet(SplitBenchmark):
                 f"miniImageNet: {len(missing)} images listed in {table.name} are not in {self.root / 'images'} "
                 f"(first: {missing[0]}). Put every image of the CSVs in that folder."
             )
-        arrays = [decode_image(self.root / "images" / row[0], self.image_size) for row in rows]
+        arrays = [decode_image(self.root / "images" / row[0], self.image_size, colour=True) for row in rows]
         labels = torch.tensor([index[row[1]] for row in rows])
         return hwc_to_tensor(arrays, self.image_size), labels, names

@@ -11,11 +11,11 @@ import torch
 from ssl_lightning.data.episodic import Pool
 from ssl_lightning.data.fewshot_benchmarks.common import (
     SplitBenchmark,
-    decode_image,
     hwc_to_tensor,
     load_pickle,
     text_key,
 )
+from ssl_lightning.data.folder import decode_image
 
 
 def _as_bytes(item: object) -> bytes:
@@ -79,7 +79,10 @@ class TieredImageNet(SplitBenchmark):
         else:
             encoded = load_pickle(png)
             images = hwc_to_tensor(
-                [decode_image(_as_bytes(item), self.image_size, f"{png.name}[{i}]") for i, item in enumerate(encoded)],
+                [
+                    decode_image(_as_bytes(item), self.image_size, colour=True, name=f"{png.name}[{i}]")
+                    for i, item in enumerate(encoded)
+                ],
                 self.image_size,
             )
         if len(images) != len(specific):
