@@ -11,6 +11,9 @@ time; the latter are these, and methods read them only through :func:`attached_d
 - :class:`EpisodicData` (``n_way``): MAML-style methods check that their head has ``n_way`` outputs.
 - :class:`LabelledFeatureSource` (``labelled_features``): SimCLR embeds the labelled training set as
   its kNN memory bank.
+- :class:`BaseClassData` (``train_mode``, ``num_base_classes``, ``labelled_features``): the
+  pretrain-then-adapt few-shot methods train a head over the base (training) classes on plain
+  batches and SimpleShot centres features on the base classes' mean.
 
 A DataModule satisfies a Protocol by having the members (no base class to inherit), e.g.::
 
@@ -64,11 +67,32 @@ class LabelledFeatureSource(Protocol):
         ...
 
 
+@runtime_checkable
+class BaseClassData(Protocol):
+    """Few-shot data that can train on plain ``(x, y)`` batches of its base (training) classes.
+
+    ``train_mode`` is ``"batches"`` when training batches are ``(x: float[B, C, H, W], y: long[B])`` with
+    ``y`` in ``0..num_base_classes-1``, ``"episodes"`` when they are episodes; validation and test are
+    always episodes of the disjoint val/test classes.
+    """
+
+    @property
+    def train_mode(self) -> str: ...
+
+    @property
+    def num_base_classes(self) -> int: ...
+
+    def labelled_features(self, embed: Callable[[Tensor], Tensor], device: torch.device | str) -> tuple[Tensor, Tensor]:
+        """``embed`` every base-class training image (no augmentation): ``(float[N, D], long[N])`` on ``device``."""
+        ...
+
+
 #: The members of each Protocol, for error messages.
 MEMBERS: dict[type, str] = {
     ClassificationData: "num_classes, class_names",
     EpisodicData: "n_way",
     LabelledFeatureSource: "labelled_features(embed, device)",
+    BaseClassData: "train_mode, num_base_classes, labelled_features(embed, device)",
 }
 
 ProtocolT = TypeVar("ProtocolT")
