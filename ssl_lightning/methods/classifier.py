@@ -224,7 +224,7 @@ class Classifier(FrozenBaseCheckpoint, OptimizerFromCallables):
         return self
 
     def setup(self, stage: str) -> None:
-        if stage == "fit":
+        if stage == "fit" and self._trainer is not None:
             self.log_parameter_counts()
         data = attached_data(self)
         # num_classes is None while a predict-only text DataModule waits for the checkpoint's label map

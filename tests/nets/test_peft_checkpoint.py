@@ -7,6 +7,7 @@ Classifier and FixMatch on the tiny random BERT of ``tests/nets/conftest.py``, t
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
@@ -52,6 +53,8 @@ def trained(tiny_bert, text_batch, tmp_path, caplog) -> tuple[Classifier, str]:
         trainer = fit(model, text_batch, 2, tmp_path)
     trainable, total = model.backbone.parameter_counts()
     assert f"{trainable:,} of {total:,} backbone parameters train" in caplog.text
+    metrics = (Path(trainer.logger.log_dir) / "metrics.csv").read_text()
+    assert "params/trainable" in metrics and f"{float(trainable)}" in metrics
     trainer.save_checkpoint(tmp_path / "trimmed.ckpt")
     return model.eval(), str(tmp_path / "trimmed.ckpt")
 
