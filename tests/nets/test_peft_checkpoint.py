@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from ssl_lightning.methods import Classifier, FixMatch
+from ssl_lightning.methods import Classifier, FixMatch, SetFitClassifier
 from ssl_lightning.methods.export import save_merged_backbone
 from ssl_lightning.nets import HFEncoder
 from tests.nets.test_peft_backbone import LABELS, is_adapter, wrap_bert
@@ -131,6 +131,14 @@ def test_fixmatch_leaves_out_its_ema_copy_of_the_base_too(tiny_bert, text_batch)
     fresh.load_state_dict(checkpoint["state_dict"])  # strict
     with torch.no_grad():
         assert torch.equal(fresh.eval()(text_batch), model.eval()(text_batch))  # the EMA's logits
+
+
+def test_setfit_checkpoints_are_trimmed_too(tiny_bert):
+    model = SetFitClassifier(wrap_bert(tiny_bert), contrastive_epochs=1)
+    checkpoint = {"state_dict": model.state_dict()}
+    model.on_save_checkpoint(checkpoint)
+    assert checkpoint["frozen_base"]["keys"] == sorted(base_keys(model))
+    assert not base_keys(model) & set(checkpoint["state_dict"])
 
 
 def test_merged_export_equals_the_adapted_logits(trained, tiny_bert, text_batch, tmp_path):
