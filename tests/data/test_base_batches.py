@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.trainer.connectors.data_connector import _get_distributed_sampler
@@ -184,3 +185,38 @@ def test_bad_options_give_clear_errors():
         data(class_split=(0.0, 0.5, 0.5)).train_dataloader()
     with pytest.raises(ValueError, match="30 images .*fewer than batch_size=64.*Lower batch_size"):
         data(batch_size=64).train_dataloader()
+
+
+class _Recorder(pl.LightningModule):
+    """A linear classifier over the base classes that records what each stage received."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(3 * SIZE * SIZE, num_classes)
+        self.seen: dict[str, list] = {"train": [], "val": []}
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        self.seen["train"].append((x.shape, y.max().item(), x.dtype))
+        return torch.nn.functional.cross_entropy(self.head(x.flatten(1)), y)
+
+    def validation_step(self, batch, batch_idx):
+        self.seen["val"].append(len(batch))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_a_trainer_fits_on_base_batches_and_validates_on_episodes(chdir_tmp):
+    dm = data(augment=[HorizontalFlip(p=0.5)])
+    model = _Recorder(dm.num_base_classes)
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    assert len(model.seen["train"]) == 2 * 7  # 30 images in full batches of 4, per epoch
+    assert all(
+        shape == (4, 3, SIZE, SIZE) and top < 6 and dtype == torch.float32 for shape, top, dtype in model.seen["train"]
+    )
+    assert (
+        model.seen["val"] == [4] * 6
+    )  # 3 fixed episodes per validation, each (support_x, support_y, query_x, query_y)

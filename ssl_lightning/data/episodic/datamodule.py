@@ -81,19 +81,17 @@ class EpisodicDataModule(BaseClassBatches, pl.LightningDataModule):
             n_query: 15
             tasks_per_batch: 32
 
-    Example config (pretrain-then-adapt: batches of the 64 base classes, 5-way episodes to evaluate)::
+    Example config (pretrain-then-adapt on CIFAR-FS: batches of the 64 base classes, 5-way episodes to evaluate)::
 
         data:
           class_path: ssl_lightning.data.episodic.EpisodicDataModule
           init_args:
-            source:
-              class_path: ssl_lightning.data.fewshot_benchmarks.MiniImageNet
-              init_args: {root: data/miniimagenet, image_size: 84}
             train_mode: batches
-            batch_size: 128
+            batch_size: 64
             augment:
-              - {class_path: ssl_lightning.data.augment.RandomResizedCrop, init_args: {scale: [0.2, 1.0]}}
+              - {class_path: ssl_lightning.data.augment.PadCrop, init_args: {padding: 4}}
               - {class_path: ssl_lightning.data.augment.HorizontalFlip, init_args: {p: 0.5}}
+            source: {class_path: ssl_lightning.data.fewshot_benchmarks.CIFARFS, init_args: {root: data}}
             n_way: 5
             k_shot: 1
 

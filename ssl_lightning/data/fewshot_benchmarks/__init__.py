@@ -32,6 +32,7 @@ from ssl_lightning.data.fewshot_benchmarks.common import SplitBenchmark
 from ssl_lightning.data.fewshot_benchmarks.cub import CUB200
 from ssl_lightning.data.fewshot_benchmarks.datamodules import (
     BenchmarkDataModule,
+    CIFAR100SplitDataModule,
     CIFARFSDataModule,
     CUB200DataModule,
     FC100DataModule,
@@ -43,6 +44,7 @@ from ssl_lightning.data.fewshot_benchmarks.tieredimagenet import TieredImageNet
 
 __all__ = [
     "BenchmarkDataModule",
+    "CIFAR100SplitDataModule",
     "CIFARFS",
     "CIFARFSDataModule",
     "CUB200",

@@ -11,7 +11,7 @@ files (``class_depth``, ``class_split``, ``download`` of Omniglot) are fixed her
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from ssl_lightning.data.episodic import EpisodicDataModule, LabelledPool
 from ssl_lightning.data.fewshot_benchmarks.cifar100_splits import CIFARFS, FC100
@@ -93,50 +93,57 @@ class TieredImageNetDataModule(BenchmarkDataModule):
         super().__init__(TieredImageNet(root, image_size), **kwargs)
 
 
-class CIFARFSDataModule(BenchmarkDataModule):
+class CIFAR100SplitDataModule(BenchmarkDataModule):
+    """A few-shot split of CIFAR-100, read from its official python pickles.
+
+    The files are ``root/cifar-100-python/{train,test,meta}`` (torchvision's download folder; ``download: true``
+    fetches them with torchvision first). The split is the class attribute ``reader``:
+    :class:`CIFARFSDataModule` and :class:`FC100DataModule` below.
+
+    Example config: see those two classes.
+
+    Args:
+        root: the folder holding ``cifar-100-python/``.
+        image_size: resize from 32x32 (``None`` keeps 32).
+        download: fetch CIFAR-100 with torchvision into ``root`` first (needs internet).
+        kwargs: the other :class:`EpisodicDataModule` arguments (``n_way``, ``k_shot``, ``train_mode``, ...).
+    """
+
+    #: The reader of the split (a subclass of the CIFAR-100 split readers).
+    reader: ClassVar[type[CIFARFS] | type[FC100]] = CIFARFS
+
+    def __init__(self, root: str = "data", image_size: int | None = None, download: bool = False, **kwargs: Any):
+        super().__init__(self.reader(root, image_size, download), **kwargs)
+
+
+class CIFARFSDataModule(CIFAR100SplitDataModule):
     """CIFAR-FS (Bertinetto et al. 2019): CIFAR-100 split by fine class into 64/16/20 classes of 600 images.
 
-    Reads :class:`CIFARFS` from CIFAR-100's official python pickles, ``root/cifar-100-python/{train,test,meta}``
-    (torchvision's download folder); ``download: true`` fetches them with torchvision first.
+    Reads :class:`CIFARFS` from ``root/cifar-100-python/``; arguments as :class:`CIFAR100SplitDataModule`.
 
     Example config::
 
         data:
           class_path: ssl_lightning.data.fewshot_benchmarks.CIFARFSDataModule
           init_args: {root: data, train_mode: batches, batch_size: 64, n_way: 5, k_shot: 5}
-
-    Args:
-        root: the folder holding ``cifar-100-python/``.
-        image_size: resize from 32x32 (``None`` keeps 32).
-        download: fetch CIFAR-100 with torchvision into ``root`` first (needs internet).
-        kwargs: the other :class:`EpisodicDataModule` arguments (``n_way``, ``k_shot``, ``train_mode``, ...).
     """
 
-    def __init__(self, root: str = "data", image_size: int | None = None, download: bool = False, **kwargs: Any):
-        super().__init__(CIFARFS(root, image_size, download), **kwargs)
+    reader = CIFARFS
 
 
-class FC100DataModule(BenchmarkDataModule):
-    """FC100 (Oreshkin et al. 2018): CIFAR-100 split by superclass, 12/4/4 superclasses (60/20/20 classes).
+class FC100DataModule(CIFAR100SplitDataModule):
+    """FC100 (Oreshkin et al. 2018): CIFAR-100 split by superclass into 12/4/4 superclasses (60/20/20 classes).
 
-    Reads :class:`FC100` from CIFAR-100's official python pickles, ``root/cifar-100-python/{train,test,meta}``
-    (torchvision's download folder); ``download: true`` fetches them with torchvision first.
+    Reads :class:`FC100` from ``root/cifar-100-python/``; arguments as :class:`CIFAR100SplitDataModule`.
 
     Example config::
 
         data:
           class_path: ssl_lightning.data.fewshot_benchmarks.FC100DataModule
           init_args: {root: data, n_way: 5, k_shot: 1}
-
-    Args:
-        root: the folder holding ``cifar-100-python/``.
-        image_size: resize from 32x32 (``None`` keeps 32).
-        download: fetch CIFAR-100 with torchvision into ``root`` first (needs internet).
-        kwargs: the other :class:`EpisodicDataModule` arguments (``n_way``, ``k_shot``, ``train_mode``, ...).
     """
 
-    def __init__(self, root: str = "data", image_size: int | None = None, download: bool = False, **kwargs: Any):
-        super().__init__(FC100(root, image_size, download), **kwargs)
+    reader = FC100
 
 
 class CUB200DataModule(BenchmarkDataModule):
