@@ -217,6 +217,5 @@ def test_a_trainer_fits_on_base_batches_and_validates_on_episodes(chdir_tmp):
     assert all(
         shape == (4, 3, SIZE, SIZE) and top < 6 and dtype == torch.float32 for shape, top, dtype in model.seen["train"]
     )
-    assert (
-        model.seen["val"] == [4] * 6
-    )  # 3 fixed episodes per validation, each (support_x, support_y, query_x, query_y)
+    # 3 fixed episodes per validation (one per epoch), each (support_x, support_y, query_x, query_y)
+    assert model.seen["val"] == [4] * 6
