@@ -39,8 +39,8 @@ class EpisodicDataModule(BaseClassBatches, pl.LightningDataModule):
     query_x: float[T, N*Q, C, H, W], query_y: long[T, N*Q])`` with ``N = n_way``,
     ``K = k_shot``, ``Q = n_query``, labels remapped to ``0..N-1`` (items are grouped by
     class: support item ``i`` has label ``i // K``), pixels in ``[0, 1]``. ``T`` is
-    ``tasks_per_batch`` when training and 1 for validation and test. Images stay uint8 in
-    memory and become float on the device (``on_after_batch_transfer``).
+    ``tasks_per_batch`` when training and ``eval_tasks_per_batch`` (default 1) for validation
+    and test. Images stay uint8 in memory and become float on the device (``on_after_batch_transfer``).
 
     Sources (exactly one of ``root`` and ``source``):
 
@@ -129,6 +129,9 @@ class EpisodicDataModule(BaseClassBatches, pl.LightningDataModule):
             training data only: to ``"batches"`` batches, and to the support and query images of
             training episodes, each image with its own parameters, seeded by ``(seed, rank, epoch,
             batch index)`` so a resumed run replays them. Off by default.
+        eval_tasks_per_batch: validation/test episodes per batch. The episodes are the same whatever
+            its value; methods that adapt per episode on frozen features (Baseline, RFS, TIM) solve a
+            batch's episodes together, so a larger value is faster.
     """
 
     def __init__(
@@ -156,12 +159,14 @@ class EpisodicDataModule(BaseClassBatches, pl.LightningDataModule):
         train_mode: TrainMode = "episodes",
         batch_size: int = 64,
         augment: list[BatchAugmentation] | None = None,
+        eval_tasks_per_batch: int = 1,
     ) -> None:
         super().__init__()
         self.init_base_batches(train_mode, batch_size, augment)
         if (root is None) == (source is None):
             raise ValueError("Give exactly one of root (a folder of images) and source (a DataModule or pool).")
-        for name, value in (("tasks_per_batch", tasks_per_batch), ("eval_episodes", eval_episodes)):
+        checked = (("tasks_per_batch", tasks_per_batch), ("eval_episodes", eval_episodes))
+        for name, value in (*checked, ("eval_tasks_per_batch", eval_tasks_per_batch)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if channels not in (None, 1, 3):
@@ -181,6 +186,7 @@ class EpisodicDataModule(BaseClassBatches, pl.LightningDataModule):
         self.train_k_shot = train_k_shot
         self.train_n_query = train_n_query
         self.tasks_per_batch = tasks_per_batch
+        self.eval_tasks_per_batch = eval_tasks_per_batch
         self.train_episodes = train_episodes
         self.eval_episodes = eval_episodes
         self.num_workers = num_workers
@@ -293,7 +299,7 @@ class EpisodicDataModule(BaseClassBatches, pl.LightningDataModule):
         return (ResumableDataLoader if train else DataLoader)(
             self.datasets[split],
             sampler=sampler,
-            batch_size=self.tasks_per_batch if train else 1,
+            batch_size=self.tasks_per_batch if train else self.eval_tasks_per_batch,
             drop_last=train,
             collate_fn=EpisodeCollate(*self.episode_shape(split)),
             num_workers=self.num_workers,
