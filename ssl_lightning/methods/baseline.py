@@ -88,15 +88,14 @@ class BaselinePlusPlus(Baseline):
     and over the ``N`` ways in each episode's fit, which reduces intra-class variation. Shapes as
     :class:`Baseline`; inductive.
 
-    Example config::
+    Example config (Chen et al.'s miniImageNet Conv-4: 48.2 % 1-shot, 66.4 % 5-shot; a ResNet-12 here)::
 
         model:
           class_path: ssl_lightning.methods.BaselinePlusPlus
           init_args:
-            backbone:
-              class_path: ssl_lightning.nets.conv4.Conv4
-              init_args: {num_classes: 0, in_chans: 3, input_size: 84}
-            optimizer: {class_path: torch.optim.Adam, init_args: {lr: 0.001}}
+            cosine_scale: 2.0
+            epochs: 100
+            backbone: {class_path: ssl_lightning.nets.resnet12.ResNet12, init_args: {num_classes: 0}}
 
     Args:
         backbone: feature extractor (``num_classes: 0``).

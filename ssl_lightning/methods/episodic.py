@@ -73,8 +73,6 @@ class EpisodicModule(OptimizerFromCallables):
 
     Args:
         backbone: a network following the timm contract (e.g. ``Conv4``).
-        optimizer: builds the (meta-)optimizer from the parameters.
-        lr_scheduler: optional; builds a scheduler from the optimizer, stepped every epoch.
         backbone_checkpoint: start the backbone from this file: a state dict, or a checkpoint of a
             ``Classifier``, an ``Autoencoder``, a pretrain-then-adapt method (``Baseline``, ``RFS``, ...)
             or another episodic model of this project (Meta-Baseline's meta-stage starts from the
@@ -82,6 +80,8 @@ class EpisodicModule(OptimizerFromCallables):
             of the same shape (a MAML head of ``n_way`` outputs stays fresh); any other mismatch is an
             error naming the tensor. Read again on ``load_from_checkpoint`` (whose own weights replace
             it); pass ``backbone_checkpoint=None`` there if the file has moved.
+        optimizer: builds the (meta-)optimizer from the parameters.
+        lr_scheduler: optional; builds a scheduler from the optimizer, stepped every epoch.
     """
 
     #: Arguments of the base classes that a subclass sets itself and does not take (``BaselinePlusPlus``: ``head``).
@@ -90,9 +90,9 @@ class EpisodicModule(OptimizerFromCallables):
     def __init__(
         self,
         backbone: nn.Module,
+        backbone_checkpoint: str | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
-        backbone_checkpoint: str | None = None,
     ) -> None:
         super().__init__()
         save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"], derived=self.derived_arguments)

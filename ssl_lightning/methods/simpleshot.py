@@ -46,9 +46,13 @@ class SimpleShot(PretrainThenAdapt):
         model:
           class_path: ssl_lightning.methods.SimpleShot
           init_args:
-            backbone: {class_path: ssl_lightning.nets.resnet12.ResNet12, init_args: {num_classes: 0}}
             normalisation: CL2N
-            optimizer: {class_path: torch.optim.SGD, init_args: {lr: 0.1, momentum: 0.9, weight_decay: 0.0001}}
+            backbone:
+              class_path: ssl_lightning.nets.resnet12.ResNet12
+              init_args: {num_classes: 0}
+            optimizer:
+              class_path: torch.optim.SGD
+              init_args: {lr: 0.1, momentum: 0.9, weight_decay: 0.0001}
 
     Args:
         backbone: feature extractor (``num_classes: 0``).
