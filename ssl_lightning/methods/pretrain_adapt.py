@@ -185,7 +185,7 @@ class PretrainThenAdapt(EpisodicModule):
     def _shared_step(self, batch: Any, stage: str) -> Tensor:
         if stage != "train":
             if self.transductive:
-                self.log(f"{stage}/transductive", 1.0, on_step=False, on_epoch=True, batch_size=1)
+                self.log(f"{stage}/transductive", 1.0, on_step=False, on_epoch=True, batch_size=1, sync_dist=True)
             return self._episodes_step(check_episodes(batch), stage)
         if len(batch) == 4 and getattr(batch[0], "ndim", 0) == 5:
             raise ValueError(
@@ -204,7 +204,8 @@ class PretrainThenAdapt(EpisodicModule):
         """Images of ``T`` episodes -> query logits ``float[T, N*Q, N]``: embed once, then :meth:`episode_logits`."""
         tasks, shots = support_y.shape
         with torch.no_grad(), eval_mode(self.backbone):
-            features = self(torch.cat([support_x.flatten(0, 1), query_x.flatten(0, 1)]))
+            # the per-episode fits (L-BFGS, Adam, SGD on a few points) get float32 features whatever the precision
+            features = self(torch.cat([support_x.flatten(0, 1), query_x.flatten(0, 1)])).float()
         support = features[: tasks * shots].unflatten(0, (tasks, shots))
         query = features[tasks * shots :].unflatten(0, (tasks, -1))
         if self.adapts_at_evaluation():  # a head fitted by gradients, L-BFGS, TIM's descent
