@@ -80,19 +80,18 @@ def fit_linear_head(
     """
     tasks, shots, dim = support.shape
     support = support.detach()
+    like = {"device": support.device, "dtype": support.dtype}
     with torch.enable_grad():
+        # Drawn on the CPU (where ``generator`` lives) and moved: the same heads on every device.
         if cosine:
-            direction = torch.randn(tasks, n_way, dim, generator=generator, device=support.device, dtype=support.dtype)
-            direction = (direction / dim**0.5).requires_grad_()
+            direction = (torch.randn(tasks, n_way, dim, generator=generator) / dim**0.5).to(**like).requires_grad_()
             gain = direction.detach().norm(dim=-1).requires_grad_()
             params = [direction, gain]
         else:
             bound = 1 / dim**0.5  # nn.Linear's initialisation
-            weight = torch.empty(tasks, n_way, dim, device=support.device, dtype=support.dtype)
-            weight = weight.uniform_(-bound, bound, generator=generator).requires_grad_()
-            bias = torch.empty(tasks, n_way, device=support.device, dtype=support.dtype)
-            bias = bias.uniform_(-bound, bound, generator=generator).requires_grad_()
-            params = [weight, bias]
+            weight = torch.empty(tasks, n_way, dim).uniform_(-bound, bound, generator=generator)
+            bias = torch.empty(tasks, n_way).uniform_(-bound, bound, generator=generator)
+            params = [weight.to(**like).requires_grad_(), bias.to(**like).requires_grad_()]
 
         def logits_of(features: Tensor) -> Tensor:
             if cosine:

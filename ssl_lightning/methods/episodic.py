@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,9 @@ from ssl_lightning.methods.classifier import persist, reset_at_epoch_start
 from ssl_lightning.methods.functional import accuracy, confidence_interval
 from ssl_lightning.methods.metrics import logs_this_step
 from ssl_lightning.methods.optim import OptimizerFromCallables
+from ssl_lightning.nets.head import pooled_features
+from ssl_lightning.nets.weights import load_weights, read_state_dict
+from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 STAGES = ("train", "val", "test")
 EVAL_STAGES = ("val", "test")
@@ -22,6 +26,31 @@ EVAL_STAGES = ("val", "test")
 #: ``(support_x: float[T, N*K, C, H, W], support_y: long[T, N*K],``
 #: ``query_x: float[T, N*Q, C, H, W], query_y: long[T, N*Q])``
 Episodes = tuple[Tensor, Tensor, Tensor, Tensor]
+
+ResultT = TypeVar("ResultT")
+
+
+def check_episodes(batch: Any) -> Episodes:
+    """``batch`` as :data:`Episodes`, or a ``ValueError`` that shows the shapes it got."""
+    shapes = [list(t.shape) if isinstance(t, Tensor) else type(t).__name__ for t in batch]
+    if len(batch) != 4 or [getattr(t, "ndim", None) for t in batch] != [5, 2, 5, 2]:
+        raise ValueError(
+            f"episodic batches are (support_x[T, N*K, C, H, W], support_y[T, N*K], query_x[T, N*Q, C, H, W], "
+            f"query_y[T, N*Q]); got shapes {shapes}. Use an episodic DataModule "
+            f"(ssl_lightning.data.episodic.EpisodicDataModule)."
+        )
+    return batch
+
+
+def with_autograd(fn: Callable[..., ResultT], *tensors: Tensor) -> ResultT:
+    """``fn(*clones of tensors)`` with autograd on, also inside Lightning's evaluation.
+
+    Lightning evaluates under ``inference_mode`` (or ``no_grad``); adaptation at evaluation (MAML's
+    inner loop, a head fitted per episode, fine-tuning) needs autograd, and tensors made in inference
+    mode cannot be saved for backward, hence the clones, made outside inference mode.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        return fn(*(t.clone() for t in tensors))
 
 
 class EpisodicModule(OptimizerFromCallables):
@@ -38,20 +67,38 @@ class EpisodicModule(OptimizerFromCallables):
     ``{stage}/acc_ci95``, the half-width of the 95% confidence interval of the mean accuracy
     over all evaluation episodes (gathered from every DDP rank by torchmetrics).
 
+    The ``__init__`` arguments of the whole subclass chain are saved as hyperparameters here, once
+    (``save_plain_hyperparameters``); a subclass that sets one of this class's arguments itself names
+    it in :attr:`derived_arguments`, so that ``load_from_checkpoint`` does not pass it twice.
+
     Args:
         backbone: a network following the timm contract (e.g. ``Conv4``).
+        backbone_checkpoint: start the backbone from this file: a state dict, or a checkpoint of a
+            ``Classifier``, an ``Autoencoder``, a pretrain-then-adapt method (``Baseline``, ``RFS``, ...)
+            or another episodic model of this project (Meta-Baseline's meta-stage starts from the
+            classifier-pretraining weights so). The backbone's head is loaded only where the file has one
+            of the same shape (a MAML head of ``n_way`` outputs stays fresh); any other mismatch is an
+            error naming the tensor. Read again on ``load_from_checkpoint`` (whose own weights replace
+            it); pass ``backbone_checkpoint=None`` there if the file has moved.
         optimizer: builds the (meta-)optimizer from the parameters.
         lr_scheduler: optional; builds a scheduler from the optimizer, stepped every epoch.
     """
 
+    #: Arguments of the base classes that a subclass sets itself and does not take (``BaselinePlusPlus``: ``head``).
+    derived_arguments: ClassVar[tuple[str, ...]] = ()
+
     def __init__(
         self,
         backbone: nn.Module,
+        backbone_checkpoint: str | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
+        save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"], derived=self.derived_arguments)
         self.backbone = backbone
+        if backbone_checkpoint is not None:
+            load_weights(backbone, read_state_dict(backbone_checkpoint), backbone_checkpoint, optional=("head.",))
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the suffix.
@@ -78,20 +125,19 @@ class EpisodicModule(OptimizerFromCallables):
         """Whether :meth:`task_logits` needs gradients during validation/test (MAML-style adaptation)."""
         return False
 
+    def embed_episode(self, support_x: Tensor, query_x: Tensor) -> tuple[Tensor, Tensor]:
+        """Pooled features of one episode's support and queries: ``float[N*K, D]``, ``float[N*Q, D]``.
+
+        One forward pass for both, so that batch norm in training mode normalises them with the same
+        statistics (ProtoNet, Meta-Baseline).
+        """
+        features = pooled_features(self.backbone, torch.cat([support_x, query_x]))
+        return features[: len(support_x)], features[len(support_x) :]
+
     def _shared_step(self, batch: Episodes, stage: str) -> Tensor:
-        support_x, support_y, query_x, query_y = batch
-        if support_x.ndim != 5 or support_y.ndim != 2 or query_x.ndim != 5 or query_y.ndim != 2:
-            raise ValueError(
-                f"episodic batches are (support_x[T, N*K, C, H, W], support_y[T, N*K], query_x[T, N*Q, C, H, W], "
-                f"query_y[T, N*Q]); got shapes {[list(t.shape) for t in batch]}. Use an episodic DataModule "
-                f"(ssl_lightning.data.episodic.EpisodicDataModule)."
-            )
+        batch = check_episodes(batch)
         if self.adapts_at_evaluation() and stage != "train":
-            # Lightning evaluates under inference_mode (or no_grad); adaptation needs autograd, and
-            # tensors made in inference mode cannot be saved for backward, hence the clones.
-            with torch.inference_mode(False), torch.enable_grad():
-                batch = tuple(t.clone() for t in batch)
-                return self._episodes_step(batch, stage)
+            return with_autograd(lambda *episodes: self._episodes_step(episodes, stage), *batch)
         return self._episodes_step(batch, stage)
 
     def meta_loss(self, batch: Episodes, task_by_task: bool = False) -> tuple[Tensor, Tensor]:
@@ -131,14 +177,25 @@ class EpisodicModule(OptimizerFromCallables):
 
     def _episodes_step(self, batch: Episodes, stage: str) -> Tensor:
         loss, task_accs = self.meta_loss(batch, task_by_task=stage == "train")
-        n_tasks = len(task_accs)
-        self.mean_loss[f"{stage}_"].update(loss.detach(), weight=n_tasks)
-        self.mean_acc[f"{stage}_"].update(task_accs)
         if stage in EVAL_STAGES:
             self.episode_accs[f"{stage}_"].update(task_accs)
-        self.log(f"{stage}/loss", self.mean_loss[f"{stage}_"], on_step=False, on_epoch=True, batch_size=n_tasks)
+        return self.record_step(stage, loss, task_accs)
+
+    def record_step(self, stage: str, loss: Tensor, accs: Tensor) -> Tensor:
+        """Add a step to the stage's epoch metrics ``{stage}/loss`` and ``{stage}/acc`` and return its loss.
+
+        Args:
+            stage: ``"train"``, ``"val"`` or ``"test"``.
+            loss: the step's mean loss (float scalar).
+            accs: float[B], the accuracy of each of the ``B`` items the loss averages (episodes, or
+                the 0/1 correctness of each image of a plain batch); ``{stage}/acc`` is their mean.
+        """
+        n_items = len(accs)
+        self.mean_loss[f"{stage}_"].update(loss.detach(), weight=n_items)
+        self.mean_acc[f"{stage}_"].update(accs)
+        self.log(f"{stage}/loss", self.mean_loss[f"{stage}_"], on_step=False, on_epoch=True, batch_size=n_items)
         self.log(
-            f"{stage}/acc", self.mean_acc[f"{stage}_"], on_step=False, on_epoch=True, prog_bar=True, batch_size=n_tasks
+            f"{stage}/acc", self.mean_acc[f"{stage}_"], on_step=False, on_epoch=True, prog_bar=True, batch_size=n_items
         )
         if stage == "train" and logs_this_step(self):
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from typing import Any
+
 from torch import Tensor, nn
 
 from ssl_lightning.methods.episodic import EpisodicModule
 from ssl_lightning.methods.functional import Distance, distance_logits, prototypes
 from ssl_lightning.nets.head import pooled_features
-from ssl_lightning.utils.hparams import save_plain_hyperparameters
 
 
 class ProtoNet(EpisodicModule):
@@ -34,22 +33,16 @@ class ProtoNet(EpisodicModule):
 
     Args:
         backbone: embedding network (timm contract); only ``forward_features`` is used.
-        optimizer: builds the optimizer from the parameters.
-        lr_scheduler: optional; builds a scheduler from the optimizer, stepped every epoch
-            (Snell et al. halve the learning rate every 2000 episodes).
         distance: ``"squared_euclidean"`` (the paper's choice, Sec. 2.3), ``"euclidean"`` or
             ``"cosine"`` (scaled cosine similarity, which the paper found worse).
+        **episodic_args: ``optimizer``, ``lr_scheduler`` (Snell et al. halve the learning rate every
+            2000 episodes) and ``backbone_checkpoint`` of :class:`~ssl_lightning.methods.episodic.EpisodicModule`,
+            documented there; LightningCLI reads the ``super().__init__`` call and types and checks them
+            as this class's own.
     """
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        optimizer: OptimizerCallable = torch.optim.Adam,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        distance: Distance = "squared_euclidean",
-    ) -> None:
-        super().__init__(backbone, optimizer, lr_scheduler)
-        save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"])
+    def __init__(self, backbone: nn.Module, *, distance: Distance = "squared_euclidean", **episodic_args: Any) -> None:
+        super().__init__(backbone, **episodic_args)
         if distance not in ("squared_euclidean", "euclidean", "cosine"):
             raise ValueError(f"distance must be 'squared_euclidean', 'euclidean' or 'cosine', got {distance!r}")
         self.distance: Distance = distance
@@ -59,7 +52,5 @@ class ProtoNet(EpisodicModule):
         return pooled_features(self.backbone, x)
 
     def task_logits(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, n_way: int) -> Tensor:
-        # One forward pass for support and queries: the same batch-norm statistics for both.
-        features = self(torch.cat([support_x, query_x]))
-        support, queries = features[: len(support_x)], features[len(support_x) :]
+        support, queries = self.embed_episode(support_x, query_x)
         return distance_logits(queries, prototypes(support, support_y, n_way), self.distance)
