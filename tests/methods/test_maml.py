@@ -155,6 +155,26 @@ def test_bad_arguments():
         )
 
 
+def attached(model, **data_args):
+    """``model`` as if a Trainer held an EpisodicDataModule with ``data_args`` (setup reads only its options)."""
+    from types import SimpleNamespace
+
+    from ssl_lightning.data.episodic import EpisodicDataModule
+
+    model._trainer = SimpleNamespace(datamodule=EpisodicDataModule(root="unread", **data_args))
+    return model
+
+
+@pytest.mark.parametrize("cls", [MAML, ANIL, MetaSGD])
+def test_setup_rejects_training_episodes_the_fixed_head_cannot_take(cls):
+    attached(make(cls), n_way=5, train_n_way=None).setup("fit")  # train_n_way null: n_way
+    attached(make(cls), n_way=5, train_n_way=5, train_n_query=1).setup("fit")  # other shots/queries are fine
+    with pytest.raises(ValueError, match="n_way=5.*train_n_way=20.*--data.init_args.train_n_way 5"):
+        attached(make(cls), n_way=5, train_n_way=20).setup("fit")
+    with pytest.raises(ValueError, match="train_mode='batches'.*--data.init_args.train_mode episodes"):
+        attached(make(cls), n_way=5, train_mode="batches").setup("fit")
+
+
 @pytest.mark.parametrize("cls", [MAML, MetaSGD])
 def test_task_by_task_gradients_equal_one_backward_of_the_mean(cls):
     (batch,) = synthetic_episodes(1, tasks=3, size=SIZE, seed=5)

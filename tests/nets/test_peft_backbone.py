@@ -23,28 +23,6 @@ ADAPTER_MARKS = ("lora_", "ia3_")
 LABELS = torch.tensor([0, 1, 2, 1])
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> str:
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-        max_position_embeddings=32,
-    )  # fmt: skip
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    BertModel(config).save_pretrained(folder)
-    return str(folder)
-
-
-@pytest.fixture
-def text_batch() -> dict[str, torch.Tensor]:
-    ids = torch.randint(1, 64, (4, 7), generator=torch.Generator().manual_seed(0))
-    mask = torch.ones_like(ids)
-    mask[2:, 5:] = 0
-    return {"input_ids": ids, "attention_mask": mask}
-
-
 def wrap_bert(folder: str, method: str = "lora", **options) -> PeftBackbone:
     torch.manual_seed(1)
     return PeftBackbone(HFEncoder(folder, num_classes=3, dropout=0.0), method=method, r=2, **options)

@@ -4,10 +4,12 @@ The package holds :mod:`.pools` (sources of labelled images: folder trees, DataM
 :class:`LabelledPool`), :mod:`.splits` (class-disjoint train/val/test splits, split files),
 :mod:`.sampling` (which items form each N-way K-shot episode; fixed seeded evaluation episodes;
 DDP-aware :class:`EpisodeSampler`), :mod:`.batch` (the episode dataset, collation and
-:data:`EpisodeBatch`) and :mod:`.datamodule` (:class:`EpisodicDataModule`). Every name is
+:data:`EpisodeBatch`), :mod:`.base_batches` (the ``train_mode: batches`` loader over the base classes and
+training-only augmentation) and :mod:`.datamodule` (:class:`EpisodicDataModule`). Every name is
 re-exported here, so configs keep ``class_path: ssl_lightning.data.episodic.EpisodicDataModule``.
 """
 
+from ssl_lightning.data.episodic.base_batches import TRAIN_MODES, BaseClassBatches, BaseClassDataset, TrainMode
 from ssl_lightning.data.episodic.batch import EpisodeBatch, EpisodeCollate, EpisodeDataset, episode_to_float
 from ssl_lightning.data.episodic.datamodule import EVAL_STREAMS, EpisodicDataModule
 from ssl_lightning.data.episodic.pools import (
@@ -37,6 +39,9 @@ __all__ = [
     "EVAL_STREAMS",
     "OMNIGLOT_PARTS",
     "SPLITS",
+    "TRAIN_MODES",
+    "BaseClassBatches",
+    "BaseClassDataset",
     "EpisodeBatch",
     "EpisodeCollate",
     "EpisodeDataset",
@@ -44,6 +49,7 @@ __all__ = [
     "EpisodicDataModule",
     "LabelledPool",
     "Pool",
+    "TrainMode",
     "check_episode_request",
     "distributed_rank_and_size",
     "episode_labels",

@@ -3,7 +3,8 @@
 Pools every labelled image of a source (a folder tree, an :class:`ImageDataModule`, or any
 :class:`LabelledPool` such as the learn2learn bridge), splits the *classes* into disjoint
 train/val/test sets, optionally turns each rotation by 90 degrees into a new class, and
-serves N-way K-shot episodes drawn by :class:`~ssl_lightning.data.episodic.sampling.EpisodeSampler`.
+serves N-way K-shot episodes drawn by :class:`~ssl_lightning.data.episodic.sampling.EpisodeSampler`;
+or trains on plain batches of the base classes (:mod:`ssl_lightning.data.episodic.base_batches`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader
 
+from ssl_lightning.data.augment import BatchAugmentation
 from ssl_lightning.data.base import ImageDataModule
+from ssl_lightning.data.episodic.base_batches import BaseClassBatches, TrainMode
 from ssl_lightning.data.episodic.batch import EpisodeBatch, EpisodeCollate, EpisodeDataset, episode_to_float
 from ssl_lightning.data.episodic.pools import LabelledPool, Pool, load_source_pool, read_folder_pool
 from ssl_lightning.data.episodic.sampling import EpisodeSampler, distributed_rank_and_size, episodes_per_rank
@@ -28,15 +32,15 @@ log = logging.getLogger(__name__)
 EVAL_STREAMS = {"val": 1, "test": 2}
 
 
-class EpisodicDataModule(pl.LightningDataModule):
+class EpisodicDataModule(BaseClassBatches, pl.LightningDataModule):
     """N-way K-shot episodes from class-disjoint train/val/test splits of any labelled images.
 
     Batches are ``(support_x: float[T, N*K, C, H, W], support_y: long[T, N*K],
     query_x: float[T, N*Q, C, H, W], query_y: long[T, N*Q])`` with ``N = n_way``,
     ``K = k_shot``, ``Q = n_query``, labels remapped to ``0..N-1`` (items are grouped by
     class: support item ``i`` has label ``i // K``), pixels in ``[0, 1]``. ``T`` is
-    ``tasks_per_batch`` when training and 1 for validation and test. Images stay uint8 in
-    memory and become float on the device (``on_after_batch_transfer``).
+    ``tasks_per_batch`` when training and ``eval_tasks_per_batch`` (default 1) for validation
+    and test. Images stay uint8 in memory and become float on the device (``on_after_batch_transfer``).
 
     Sources (exactly one of ``root`` and ``source``):
 
@@ -54,6 +58,14 @@ class EpisodicDataModule(pl.LightningDataModule):
     round-robin over the ranks, each evaluated once). A split given no classes (e.g.
     ``class_split: [0.5, 0.0, 0.5]``) has no loader: that stage is skipped.
 
+    Training modes: ``train_mode: episodes`` (above; ProtoNet, the MAML family, Meta-Baseline) or
+    ``train_mode: batches``: plain ``(x: float[B, C, H, W], y: long[B])`` batches of ``batch_size``
+    images of the train split's classes only (with ``rotations`` the 4x rotation classes), ``y`` in
+    ``0..num_base_classes-1`` indexing ``class_names["train"]``, a seeded new order every epoch, a
+    disjoint share per DDP rank, exact mid-epoch resume (Baseline/Baseline++, RFS, SimpleShot). The
+    ``train_*`` episode options then do not apply; validation and test episodes are the same in
+    both modes. ``augment`` acts on training data only, in either mode.
+
     Example config (Omniglot 5-way 1-shot with rotations; class counts of Ravi & Larochelle's split)::
 
         data:
@@ -68,6 +80,20 @@ class EpisodicDataModule(pl.LightningDataModule):
             k_shot: 1
             n_query: 15
             tasks_per_batch: 32
+
+    Example config (pretrain-then-adapt on CIFAR-FS: batches of the 64 base classes, 5-way episodes to evaluate)::
+
+        data:
+          class_path: ssl_lightning.data.episodic.EpisodicDataModule
+          init_args:
+            train_mode: batches
+            batch_size: 64
+            augment:
+              - {class_path: ssl_lightning.data.augment.PadCrop, init_args: {padding: 4}}
+              - {class_path: ssl_lightning.data.augment.HorizontalFlip, init_args: {p: 0.5}}
+            source: {class_path: ssl_lightning.data.fewshot_benchmarks.CIFARFS, init_args: {root: data}}
+            n_way: 5
+            k_shot: 1
 
     Args:
         root: a folder tree of images (see above).
@@ -95,6 +121,17 @@ class EpisodicDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes (0 is usually fastest for in-memory data).
         seed: seed of the class split and the episodes.
         download: fetch Omniglot with torchvision into ``root`` (needs internet).
+        train_mode: ``"episodes"`` trains on N-way K-shot episodes; ``"batches"`` on plain ``(x, y)``
+            batches of the train split's classes (see above).
+        batch_size: images per training batch in ``"batches"`` mode (also the chunk size of
+            :meth:`labelled_features`); every batch is full (the epoch's remainder is dropped).
+        augment: batched augmentation ops (:mod:`ssl_lightning.data.augment`) applied on the device to
+            training data only: to ``"batches"`` batches, and to the support and query images of
+            training episodes, each image with its own parameters, seeded by ``(seed, rank, epoch,
+            batch index)`` so a resumed run replays them. Off by default.
+        eval_tasks_per_batch: validation/test episodes per batch. The episodes are the same whatever
+            its value; methods that adapt per episode on frozen features (Baseline, RFS, TIM) solve a
+            batch's episodes together, so a larger value is faster.
     """
 
     def __init__(
@@ -119,11 +156,17 @@ class EpisodicDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         download: bool = False,
+        train_mode: TrainMode = "episodes",
+        batch_size: int = 64,
+        augment: list[BatchAugmentation] | None = None,
+        eval_tasks_per_batch: int = 1,
     ) -> None:
         super().__init__()
+        self.init_base_batches(train_mode, batch_size, augment)
         if (root is None) == (source is None):
             raise ValueError("Give exactly one of root (a folder of images) and source (a DataModule or pool).")
-        for name, value in (("tasks_per_batch", tasks_per_batch), ("eval_episodes", eval_episodes)):
+        checked = (("tasks_per_batch", tasks_per_batch), ("eval_episodes", eval_episodes))
+        for name, value in (*checked, ("eval_tasks_per_batch", eval_tasks_per_batch)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if channels not in (None, 1, 3):
@@ -143,6 +186,7 @@ class EpisodicDataModule(pl.LightningDataModule):
         self.train_k_shot = train_k_shot
         self.train_n_query = train_n_query
         self.tasks_per_batch = tasks_per_batch
+        self.eval_tasks_per_batch = eval_tasks_per_batch
         self.train_episodes = train_episodes
         self.eval_episodes = eval_episodes
         self.num_workers = num_workers
@@ -255,7 +299,7 @@ class EpisodicDataModule(pl.LightningDataModule):
         return (ResumableDataLoader if train else DataLoader)(
             self.datasets[split],
             sampler=sampler,
-            batch_size=self.tasks_per_batch if train else 1,
+            batch_size=self.tasks_per_batch if train else self.eval_tasks_per_batch,
             drop_last=train,
             collate_fn=EpisodeCollate(*self.episode_shape(split)),
             num_workers=self.num_workers,
@@ -263,6 +307,8 @@ class EpisodicDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        if self.train_mode == "batches":
+            return self.base_class_loader()
         return self._loader("train")
 
     def _eval_loader(self, split: str) -> DataLoader | list:
@@ -280,5 +326,15 @@ class EpisodicDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader | list:
         return self._eval_loader("test")
 
-    def on_after_batch_transfer(self, batch: EpisodeBatch, dataloader_idx: int) -> EpisodeBatch:
-        return episode_to_float(batch)
+    def on_after_batch_transfer(
+        self, batch: EpisodeBatch | tuple[Tensor, Tensor], dataloader_idx: int
+    ) -> EpisodeBatch | tuple[Tensor, Tensor]:
+        """uint8 -> float in ``[0, 1]``; while training, ``augment`` (:meth:`augment_training`)."""
+        if len(batch) == 2:  # a "batches" training batch (x, y)
+            images, labels = batch
+            out: tuple[Tensor, ...] = (images.float() / 255, labels)
+        else:
+            out = episode_to_float(batch)  # type: ignore[arg-type]
+        if self.trainer is not None and self.trainer.training:
+            out = self.augment_training(out)
+        return out  # type: ignore[return-value]

@@ -11,7 +11,11 @@ so it plugs into :class:`~ssl_lightning.data.episodic.EpisodicDataModule` as ``s
   superclasses 12/4/4) built from CIFAR-100's official python pickles (``cifar-100-python/``).
 * :class:`CUB200` (Wah et al. 2011) with the Closer-Look split (Chen et al. 2019, 100/50/50).
 
-Example config (miniImageNet 5-way 1-shot episodes)::
+Each also comes as a DataModule taking the release folder as ``root`` (:mod:`.datamodules`):
+:class:`MiniImageNetDataModule`, :class:`TieredImageNetDataModule`, :class:`CIFARFSDataModule`,
+:class:`FC100DataModule`, :class:`CUB200DataModule` (``--data.init_args.root ~/data/miniimagenet``).
+
+Example config (miniImageNet 5-way 1-shot episodes, the reader as a source)::
 
     data:
       class_path: ssl_lightning.data.episodic.EpisodicDataModule
@@ -26,7 +30,30 @@ Example config (miniImageNet 5-way 1-shot episodes)::
 from ssl_lightning.data.fewshot_benchmarks.cifar100_splits import CIFARFS, FC100
 from ssl_lightning.data.fewshot_benchmarks.common import SplitBenchmark
 from ssl_lightning.data.fewshot_benchmarks.cub import CUB200
+from ssl_lightning.data.fewshot_benchmarks.datamodules import (
+    BenchmarkDataModule,
+    CIFAR100SplitDataModule,
+    CIFARFSDataModule,
+    CUB200DataModule,
+    FC100DataModule,
+    MiniImageNetDataModule,
+    TieredImageNetDataModule,
+)
 from ssl_lightning.data.fewshot_benchmarks.miniimagenet import MiniImageNet
 from ssl_lightning.data.fewshot_benchmarks.tieredimagenet import TieredImageNet
 
-__all__ = ["CIFARFS", "CUB200", "FC100", "MiniImageNet", "SplitBenchmark", "TieredImageNet"]
+__all__ = [
+    "BenchmarkDataModule",
+    "CIFAR100SplitDataModule",
+    "CIFARFS",
+    "CIFARFSDataModule",
+    "CUB200",
+    "CUB200DataModule",
+    "FC100",
+    "FC100DataModule",
+    "MiniImageNet",
+    "MiniImageNetDataModule",
+    "SplitBenchmark",
+    "TieredImageNet",
+    "TieredImageNetDataModule",
+]
