@@ -47,6 +47,9 @@ class WideResNet(ClassifierHeadMixin, nn.Module):
     backbone of SimpleShot and S2M2) and 640 features at any input size:
     84x84 leaves 21x21x640 maps, 32x32 leaves 8x8x640, averaged into ``float[B, 640]``. Dropout between
     the two convolutions of each block (Zagoruyko & Komodakis: 0.3) is off by default, as in SimpleShot.
+    SimpleShot's released ``Wide_ResNet`` differs in details that keep every shape: convolutions with biases
+    (+10,096 parameters, 36,482,880), the stride on a block's second convolution, and shortcuts from the
+    block's raw input; S2M2's (from the manifold-mixup code) is the layout here.
 
     Shapes: ``x: float[B, in_chans, H, W]`` -> ``forward_features``: ``float[B, num_features]``
     -> ``forward``: ``float[B, num_classes]``.
@@ -66,12 +69,7 @@ class WideResNet(ClassifierHeadMixin, nn.Module):
     """
 
     def __init__(
-        self,
-        num_classes: int = 64,
-        in_chans: int = 3,
-        depth: int = 28,
-        widen_factor: int = 10,
-        drop_rate: float = 0.0,
+        self, num_classes: int = 64, in_chans: int = 3, depth: int = 28, widen_factor: int = 10, drop_rate: float = 0.0
     ) -> None:
         super().__init__()
         if depth < 10 or (depth - 4) % 6 != 0:
