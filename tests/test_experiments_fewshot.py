@@ -173,6 +173,7 @@ def test_rfs_config_pretrains_on_base_batches_and_tests_on_miniimagenet(tmp_path
         config,
         *("--data.init_args.root", str(write_mini(tmp_path / "mini", 3)), *NARROW_RESNET12),
         *("--data.init_args.batch_size", "4", "--data.init_args.n_way", "2", "--data.init_args.n_query", "2"),
+        *("--data.init_args.eval_tasks_per_batch", "4"),
     )
 
 
@@ -183,7 +184,7 @@ def test_baselinepp_config_on_fc100_built_from_cifar100(tmp_path, chdir_tmp):
     _fit_then_test(
         FEWSHOT / "fc100_baselinepp_5w1s.yaml",
         *("--data.init_args.root", str(tmp_path), "--data.init_args.n_query", "3"),
-        *("--model.init_args.epochs", "2"),  # two passes of the per-episode head instead of 100
+        *("--model.init_args.epochs", "2", "--data.init_args.eval_tasks_per_batch", "4"),  # 2 head passes, not 100
     )
 
 
@@ -200,32 +201,41 @@ def test_simpleshot_config_on_tieredimagenet_with_a_narrow_wide_resnet(tmp_path,
     assert cli.trainer.global_step == 2 and torch.isfinite(cli.model.base_mean).all()  # CL2N's base-class mean
 
 
-def test_metabaseline_config_starts_from_the_pretraining_checkpoint(tmp_path, chdir_tmp):
-    from ssl_lightning.nets.resnet12 import ResNet12
-
-    pretrained = ResNet12(num_classes=64, widths=(4, 8, 8, 8))
-    torch.save({"state_dict": {f"backbone.{k}": v for k, v in pretrained.state_dict().items()}}, tmp_path / "rfs.ckpt")
-    args = ["--config", str(FEWSHOT / "miniimagenet_metabaseline_5w1s.yaml"), "--trainer.accelerator", "cpu"]
-    args += ["--data.init_args.root", str(write_mini(tmp_path / "mini", 3)), *NARROW_RESNET12]
-    args += ["--model.init_args.backbone_checkpoint", str(tmp_path / "rfs.ckpt"), "--trainer.fast_dev_run", "2"]
-    args += ["--data.init_args.n_way", "2", "--data.init_args.n_query", "2", "--data.init_args.tasks_per_batch", "1"]
-    cli = build_cli(args, run=False)
-    loaded = cli.model.backbone.state_dict()
-    assert all(torch.equal(loaded[k], v) for k, v in pretrained.state_dict().items() if not k.startswith("head."))
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    assert cli.trainer.global_step == 2 and cli.datamodule.train_mode == "episodes"
-
-
 def _fit_a_few_steps(config: Path, *overrides: str) -> tuple[Path, Path]:
     """Two training steps and one validation, as users run it: returns the run's saved config and best checkpoint."""
     cli = run_cli(
-        "fit", "--config", str(config), "--trainer.accelerator", "cpu", "--trainer.max_epochs", "1",
-        "--trainer.limit_train_batches", "2",
-        "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false", *overrides,
+        "fit", "--config", str(config), "--test_after_fit", "false", "--trainer.accelerator", "cpu",
+        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+        "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false", *overrides,
     )  # fmt: skip
     best = Path(cli.trainer.checkpoint_callback.best_model_path)
     assert best.is_file()
     return Path(cli.trainer.log_dir) / "config.yaml", best
+
+
+def test_metabaseline_config_starts_from_the_rfs_runs_checkpoint(tmp_path, chdir_tmp):
+    mini = str(write_mini(tmp_path / "mini", 3))
+    episodes = (
+        "--data.init_args.n_way",
+        "2",
+        "--data.init_args.n_query",
+        "2",
+        "--data.init_args.eval_tasks_per_batch",
+        "2",
+    )
+    _, rfs_best = _fit_a_few_steps(
+        FEWSHOT / "miniimagenet_rfs_5w1s.yaml",
+        *("--data.init_args.root", mini, "--data.init_args.batch_size", "4", *NARROW_RESNET12, *episodes),
+    )
+    args = ["--config", str(FEWSHOT / "miniimagenet_metabaseline_5w1s.yaml"), "--trainer.accelerator", "cpu"]
+    args += ["--data.init_args.root", mini, *NARROW_RESNET12, "--model.init_args.backbone_checkpoint", str(rfs_best)]
+    args += ["--trainer.fast_dev_run", "2", "--data.init_args.tasks_per_batch", "1", *episodes]
+    cli = build_cli(args, run=False)
+    pretrained = torch.load(rfs_best, weights_only=True)["state_dict"]
+    loaded = cli.model.backbone.state_dict()
+    assert loaded and all(torch.equal(v, pretrained[f"backbone.{k}"]) for k, v in loaded.items())
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.trainer.global_step == 2 and cli.datamodule.train_mode == "episodes"
 
 
 def test_cross_domain_config_pretrains_on_miniimagenet_and_tests_on_cub(tmp_path, chdir_tmp):
@@ -236,6 +246,7 @@ def test_cross_domain_config_pretrains_on_miniimagenet_and_tests_on_cub(tmp_path
         FEWSHOT / "miniimagenet_to_cub_baselinepp_5w5s.yaml",
         *("--data.init_args.root", str(write_mini(tmp_path / "mini", 6)), "--data.init_args.batch_size", "4"),
         *("--data.init_args.n_way", "2", "--data.init_args.n_query", "1", "--model.init_args.epochs", "2"),
+        *("--data.init_args.eval_tasks_per_batch", "2"),
     )
     images = tmp_path / "cub" / "CUB_200_2011" / "images"
     for i in range(8):  # the Closer-Look split of 8 species tests on species 3 and 7
@@ -248,6 +259,7 @@ def test_cross_domain_config_pretrains_on_miniimagenet_and_tests_on_cub(tmp_path
     )  # fmt: skip
     data = cli.datamodule
     assert isinstance(data, CUB200DataModule) and (data.n_way, data.k_shot, data.n_query) == (2, 5, 1)
+    assert data.eval_tasks_per_batch == 2  # the run's own value, carried over with the data class swapped
     assert data.source.image_size == 84 and 0.0 <= float(cli.trainer.callback_metrics["test/acc"]) <= 1.0
 
 
@@ -256,7 +268,7 @@ def test_omniglot_lake_runs_config_trains_on_background_and_tests_on_the_runs(om
 
     run_config, best = _fit_a_few_steps(
         FEWSHOT / "omniglot_lake_runs.yaml",
-        *("--data.init_args.root", str(omniglot_root / "images_background"), "--trainer.num_sanity_val_steps", "0"),
+        *("--data.init_args.root", str(omniglot_root / "images_background")),
         *("--data.init_args.class_split", "[0.5, 0.5, 0.0]"),  # fewer base images for the base-mean pass
     )
     runs = write_runs(tmp_path / "all_runs", runs=2, ways=20, size=28)
