@@ -17,6 +17,7 @@ from ssl_lightning.nets.hf_encoder import HFEncoder
 from ssl_lightning.nets.lenet import LeNet, count_parameters, lenet
 from ssl_lightning.nets.peft_backbone import PeftBackbone
 from ssl_lightning.nets.pretrained import TimmBackbone, TorchvisionBackbone
+from ssl_lightning.nets.wrn import WideResNet, wrn28_10
 
 __all__ = [
     "BiLSTMClassifier",
@@ -28,8 +29,10 @@ __all__ = [
     "PeftBackbone",
     "TimmBackbone",
     "TorchvisionBackbone",
+    "WideResNet",
     "conv4",
     "count_parameters",
     "lenet",
     "pooled_features",
+    "wrn28_10",
 ]
