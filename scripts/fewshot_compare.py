@@ -42,13 +42,19 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def run_one(config: str, max_time: str, shots: list[int], episodes: int, extra: dict[str, Any]) -> dict[str, Any]:
+def run_one(
+    config: str, max_time: str, shots: list[int], episodes: int, extra: dict[str, Any], out_dir: Path
+) -> dict[str, Any]:
     """Train ``config`` for ``max_time``, then test the last weights at each shot count."""
-    run_dir = Path("runs") / "fewshot_compare" / Path(config).stem
+    run_dir = out_dir / Path(config).stem
     overrides = {
         "trainer.max_time": max_time,
         "trainer.max_epochs": -1,
         "trainer.default_root_dir": str(run_dir),
+        "trainer.logger": {
+            "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+            "init_args": {"save_dir": str(run_dir), "name": "lightning_logs", "default_hp_metric": False},
+        },
         "trainer.enable_progress_bar": False,
         **extra,
     }
@@ -68,6 +74,7 @@ def run_one(config: str, max_time: str, shots: list[int], episodes: int, extra: 
         "checkpoint": ckpt,
     }
     for k_shot in shots:
+        start = time.perf_counter()
         tested = run_config(
             config,
             "test",
@@ -79,6 +86,7 @@ def run_one(config: str, max_time: str, shots: list[int], episodes: int, extra: 
             args=["--ckpt_path", ckpt],
         )
         row[f"{k_shot}-shot"] = (tested.metrics["test/acc"], tested.metrics.get("test/acc_ci95", float("nan")))
+        row[f"{k_shot}-shot_test_s"] = round(time.perf_counter() - start, 1)
     return row
 
 
@@ -114,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         if config in done:
             log.info("%s: already in %s, skipped (delete the row to re-run)", config, out)
             continue
-        rows.append(run_one(config, args.max_time, args.shots, args.episodes, extra))
+        rows.append(run_one(config, args.max_time, args.shots, args.episodes, extra, out.parent / "runs"))
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(rows, indent=1))
     print(table([r for r in rows if r["config"] in args.configs], args.shots, args.max_time, args.episodes))

@@ -30,7 +30,10 @@ OMNIGLOT_CONFIGS = [
     FEWSHOT / "anil_omniglot_5w1s.yaml",
     FEWSHOT / "metasgd_omniglot_5w1s.yaml",
 ]
-DIGITS_CONFIGS = [FEWSHOT / "protonet_digits_5w1s.yaml", FEWSHOT / "maml_digits_5w1s.yaml"]
+DIGITS_CONFIGS = [
+    FEWSHOT / f"{method}_digits_5w1s.yaml"
+    for method in ("protonet", "maml", "baseline", "baselinepp", "rfs", "simpleshot", "tim", "finetune")
+]
 # 48 characters: with the configs' class split (0.6334, 0.106, 0.2606) and 4 rotations, the validation
 # split has 5 x 4 = 20 classes, enough for 20-way episodes; 16 images each cover 1 shot + 15 queries.
 ALPHABETS, CHARACTERS, IMAGES = 4, 12, 16
@@ -91,6 +94,23 @@ def test_omniglot_config_fast_dev_run(config: Path, omniglot_root: Path, chdir_t
 @pytest.mark.parametrize("config", DIGITS_CONFIGS, ids=lambda p: p.stem)
 def test_digits_demo_two_steps(config: Path, chdir_tmp):
     _fit_then_test(config, validation=False)
+
+
+def test_metabaseline_digits_demo_starts_from_the_rfs_demos_checkpoint(chdir_tmp):
+    """The two stages as the config's header runs them: rfs_digits_5w1s.yaml, then metabaseline_digits_5w1s.yaml
+    from its last checkpoint (the config's default backbone_checkpoint path)."""
+    rfs = run_cli(
+        "fit", "--config", str(FEWSHOT / "rfs_digits_5w1s.yaml"), "--test_after_fit", "false",
+        "--trainer.accelerator", "cpu", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+        "--trainer.enable_progress_bar", "false",
+    )  # fmt: skip
+    last = Path(rfs.trainer.checkpoint_callback.last_model_path).resolve()
+    assert last == Path.cwd() / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    meta = build_cli(["--config", str(FEWSHOT / "metabaseline_digits_5w1s.yaml")], run=False)
+    pretrained = torch.load(last, weights_only=True)["state_dict"]
+    loaded = meta.model.backbone.state_dict()
+    assert loaded and all(torch.equal(v, pretrained[f"backbone.{k}"]) for k, v in loaded.items())
+    _fit_then_test(FEWSHOT / "metabaseline_digits_5w1s.yaml", validation=False)
 
 
 def test_every_fewshot_yaml_is_covered():
