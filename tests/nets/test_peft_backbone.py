@@ -146,3 +146,26 @@ def test_lora_on_the_packaged_minilm(text_batch):
     assert count / total < 0.01
     with torch.no_grad():
         assert model(text_batch).shape == (4, 3)
+
+
+@pytest.mark.parametrize("adapters", [False, True], ids=["full", "lora"])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_bert, text_batch, adapters):
+    def loss_and_grads(checkpointing: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        torch.manual_seed(1)
+        net: nn.Module = HFEncoder(tiny_bert, num_classes=3, dropout=0.0, gradient_checkpointing=checkpointing)
+        if adapters:
+            net = PeftBackbone(net, method="lora", r=2)
+        net.train()
+        torch.manual_seed(2)  # the encoder's own dropout: recomputation replays the same masks
+        loss = nn.functional.cross_entropy(net(text_batch), LABELS)
+        loss.backward()
+        encoder = next(m for m in net.modules() if isinstance(m, HFEncoder)).encoder
+        assert encoder.is_gradient_checkpointing == checkpointing
+        return loss.detach(), {n: p.grad for n, p in net.named_parameters() if p.requires_grad}
+
+    loss, grads = loss_and_grads(False)
+    loss_checkpointed, grads_checkpointed = loss_and_grads(True)
+    torch.testing.assert_close(loss_checkpointed, loss)
+    assert grads.keys() == grads_checkpointed.keys() and len(grads) > 2
+    for name, grad in grads.items():
+        torch.testing.assert_close(grads_checkpointed[name], grad, rtol=1e-5, atol=1e-6, msg=name)
