@@ -93,7 +93,8 @@ def test_omniglot_config_fast_dev_run(config: Path, omniglot_root: Path, chdir_t
 
 @pytest.mark.parametrize("config", DIGITS_CONFIGS, ids=lambda p: p.stem)
 def test_digits_demo_two_steps(config: Path, chdir_tmp):
-    _fit_then_test(config, validation=False)
+    # two test batches of 5 episodes (the configs adapt up to 50 at once: per-episode fine-tuning takes ~40 s)
+    _fit_then_test(config, "--data.init_args.eval_tasks_per_batch", "5", validation=False)
 
 
 def test_metabaseline_digits_demo_starts_from_the_rfs_demos_checkpoint(chdir_tmp):
