@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,9 @@ class FixMatch(Classifier):
     pass and EMA). ``y_true`` is used only to log ``train/pseudo_acc``. The per-sample weights of
     ``loss_u`` (here the 0/1 confidence mask) come from one hook, :meth:`unlabelled_weights`, which
     the adaptive-threshold methods override (:class:`~ssl_lightning.methods.flexmatch.FlexMatch`,
-    :class:`~ssl_lightning.methods.freematch.FreeMatch`, :class:`~ssl_lightning.methods.softmatch.SoftMatch`).
+    :class:`~ssl_lightning.methods.freematch.FreeMatch`, :class:`~ssl_lightning.methods.softmatch.SoftMatch`);
+    :meth:`extra_unlabelled_losses` adds their extra loss terms (FreeMatch's fairness loss) and
+    :meth:`weighting_stats` their thresholds to the logged metrics (names in ``extra_stat_names``).
 
     Evaluation (val, test, predict, ``forward`` in eval mode) uses an exponential moving
     average of the weights (``ema_decay``; ``None`` evaluates the online weights). The EMA
@@ -78,6 +80,10 @@ class FixMatch(Classifier):
             types and checks them as this class's own (see "Subclasses" in Classifier's docstring).
     """
 
+    #: Names of a subclass's extra per-epoch means, logged as ``train/<name>``: the keys of
+    #: :meth:`weighting_stats` and :meth:`extra_unlabelled_losses`.
+    extra_stat_names: ClassVar[tuple[str, ...]] = ()
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -102,7 +108,8 @@ class FixMatch(Classifier):
         self.ema_backbone: AveragedModel | None = None
         if ema_decay is not None:
             self.ema_backbone = exponential_moving_average(self.backbone, ema_decay)
-        self.unlabelled_stats = nn.ModuleDict({name: MeanMetric() for name in ("loss_x", "loss_u", "mask_rate")})
+        names = ("loss_x", "loss_u", "mask_rate", *self.extra_stat_names)
+        self.unlabelled_stats = nn.ModuleDict({name: MeanMetric() for name in names})
         self.pseudo_acc = MeanMetric()
         persist(*self.unlabelled_stats.values(), self.pseudo_acc)
 
@@ -132,6 +139,19 @@ class FixMatch(Classifier):
                 gives them (``SemiSupervisedDataModule(unlabelled_indices=True)``), else ``None``.
         """
         return (probs_weak.max(dim=1).values >= self.threshold).to(probs_weak.dtype)
+
+    def extra_unlabelled_losses(self, logits: list[Tensor], weights: Tensor) -> dict[str, Tensor]:
+        """Named loss terms added to ``loss_x + lambda_u * loss_u`` as they are (FreeMatch's fairness loss).
+
+        Args:
+            logits: the logits of :meth:`unlabelled_views` (``[weak, strong]``), with gradient.
+            weights: ``float[M]``, this step's :meth:`unlabelled_weights`.
+        """
+        return {}
+
+    def weighting_stats(self) -> dict[str, Tensor]:
+        """Scalars that describe the current weighting (e.g. thresholds), logged as per-epoch means."""
+        return {}
 
     def weighted_pseudo_label_loss(
         self, target_logits: Tensor, logits: Tensor, indices: Tensor | None
@@ -172,12 +192,16 @@ class FixMatch(Classifier):
         loss_x = self.loss(logits_x, y)
         loss_u, weights, pseudo_labels = self.unlabelled_loss(logits_u, indices)
         mask = weights > 0
+        extra = self.extra_unlabelled_losses(logits_u, weights)
         loss = loss_x + self.current_lambda_u() * loss_u
+        for term in extra.values():
+            loss = loss + term
 
         hard = y.argmax(dim=1) if y.is_floating_point() else y
         self.metrics["train_"].update(logits_x, hard)
         self.mean_loss["train_"].update(loss.detach(), weight=len(x))
         stats = {"loss_x": loss_x.detach(), "loss_u": loss_u.detach(), "mask_rate": weights.float().mean()}
+        stats |= {name: term.detach() for name, term in extra.items()} | self.weighting_stats()
         for name, value in stats.items():
             self.unlabelled_stats[name].update(value)
             self.log(f"train/{name}", self.unlabelled_stats[name], on_step=False, on_epoch=True)
