@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ssl_lightning.data.contract import UnlabelledPoolData, require_data
+from ssl_lightning.data.contract import UnlabelledPoolData, attached_data, require_data
 from ssl_lightning.methods.distributed import gather_rows
 from ssl_lightning.methods.fixmatch import FixMatch
 
@@ -56,10 +56,10 @@ class FlexMatch(FixMatch):
 
     The data must give each unlabelled sample's index in the pool
     (``SemiSupervisedDataModule(unlabelled_indices=True)``; the pool size comes from it at
-    ``setup``). Under DDP the indices and predictions of all ranks update every rank's
-    ``selected_label``, so the ranks keep equal state. Both buffers are in ``state_dict``
-    (checkpoints resume exactly). Logs ``train/threshold`` (the mean of ``T_c`` after the step's
-    update) besides FixMatch's metrics.
+    ``setup``; trained on plain dataloaders, call :meth:`track_pool` first). Under DDP the
+    indices and predictions of all ranks update every rank's ``selected_label``, so the ranks
+    keep equal state. Both buffers are in ``state_dict`` (checkpoints resume exactly). Logs
+    ``train/threshold`` (the mean of ``T_c`` after the step's update) besides FixMatch's metrics.
 
     Example config::
 
@@ -89,7 +89,8 @@ class FlexMatch(FixMatch):
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        if stage == "fit":
+        if stage == "fit" and not (attached_data(self) is None and len(self.selected_label) > 0):
+            # (without a DataModule, a pool sized by track_pool or a checkpoint is used as it is)
             data = require_data(self, UnlabelledPoolData, "FlexMatch's per-sample pseudo-labels", NEEDS_INDICES)
             if not data.unlabelled_indices:
                 raise ValueError(f"FlexMatch needs the unlabelled samples' indices. {NEEDS_INDICES}")
