@@ -62,3 +62,26 @@ def test_ddp_two_cpu_processes(kind, tmp_path):
     checkpoints = sorted(p.name for p in (tmp_path / f"{kind}_ckpt").iterdir())
     assert len(checkpoints) == 2 and "last.ckpt" in checkpoints, checkpoints
     torch.load(tmp_path / f"{kind}_ckpt" / "last.ckpt", weights_only=True)
+
+
+@pytest.mark.slow
+def test_adaptive_threshold_methods_hold_equal_state_on_two_ranks(tmp_path):
+    """FlexMatch, FreeMatch, SoftMatch under DDP: different samples per rank, the same state on both."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "ddp" / "adaptive_worker.py"), str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("FlexMatch", "FreeMatch", "SoftMatch"):
+        rank0, rank1 = (torch.load(tmp_path / f"{name}_rank{r}.pt", weights_only=True) for r in (0, 1))
+        assert rank0["world_size"] == 2
+        seen0, seen1 = set(rank0["seen"].tolist()), set(rank1["seen"].tolist())
+        assert seen0 and seen1 and seen0.isdisjoint(seen1), name
+        assert rank0["state"] and rank0["state"].keys() == rank1["state"].keys()
+        for key, value in rank0["state"].items():
+            assert torch.equal(value, rank1["state"][key]), (name, key)
+    # threshold 0.1 makes every prediction confident: each rank recorded both ranks' samples
+    flex0, flex1 = (torch.load(tmp_path / f"FlexMatch_rank{r}.pt", weights_only=True) for r in (0, 1))
+    recorded = set(torch.nonzero(flex0["state"]["selected_label"] >= 0).flatten().tolist())
+    assert recorded == set(flex0["seen"].tolist()) | set(flex1["seen"].tolist())

@@ -30,6 +30,9 @@ METHODS = {
     "Autoencoder": ("pretrain/autoencoder_digits.yaml", []),
     "FixMatch": ("semisup/fixmatch_digits.yaml", []),
     "PseudoLabel": ("semisup/pseudolabel_digits.yaml", []),
+    "FlexMatch": ("semisup/flexmatch_digits.yaml", []),
+    "FreeMatch": ("semisup/freematch_digits.yaml", []),
+    "SoftMatch": ("semisup/softmatch_digits.yaml", []),
     "SimCLR": ("pretrain/simclr_digits.yaml", []),
 }
 

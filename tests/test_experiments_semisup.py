@@ -10,10 +10,16 @@ from tests.helpers import EXPERIMENTS, fast_dev_run
 DIGITS = [
     EXPERIMENTS / "semisup" / "fixmatch_digits.yaml",
     EXPERIMENTS / "semisup" / "pseudolabel_digits.yaml",
+    EXPERIMENTS / "semisup" / "flexmatch_digits.yaml",
+    EXPERIMENTS / "semisup" / "freematch_digits.yaml",
+    EXPERIMENTS / "semisup" / "softmatch_digits.yaml",
 ]
 CIFAR = [
     EXPERIMENTS / "semisup" / "fixmatch_cifar10_250.yaml",
     EXPERIMENTS / "semisup" / "fixmatch_cifar10_250_conv4.yaml",
+    EXPERIMENTS / "semisup" / "flexmatch_cifar10_250_conv4.yaml",
+    EXPERIMENTS / "semisup" / "freematch_cifar10_250_conv4.yaml",
+    EXPERIMENTS / "semisup" / "softmatch_cifar10_250_conv4.yaml",
     EXPERIMENTS / "pretrain" / "simclr_cifar10.yaml",
 ]
 # the tiny CIFAR-10 has 10 training images per class: hold out 20, label 2 per class
@@ -27,6 +33,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 def test_digits_semisup_config_runs(config, chdir_tmp):
     cli = fast_dev_run(config, "--test_after_fit", "false")
     assert "train/mask_rate" in cli.trainer.callback_metrics and "val/acc" in cli.trainer.callback_metrics
+    for name in cli.model.extra_stat_names:  # the adaptive methods' thresholds (FlexMatch, FreeMatch, SoftMatch)
+        assert f"train/{name}" in cli.trainer.callback_metrics, name
 
 
 @pytest.mark.parametrize("config", CIFAR, ids=lambda p: p.stem)

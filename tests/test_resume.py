@@ -179,6 +179,16 @@ def test_protonet_resumes_exactly_after_sigkill(tmp_path):
     )
 
 
+@pytest.mark.slow
+def test_flexmatch_resumes_exactly_after_sigkill(tmp_path):
+    # 1,137 unlabelled digits, 7 x 16 a step: 11 steps per epoch. FlexMatch's per-sample pseudo-labels and
+    # learning effects are buffers, so the resumed run continues them; threshold 0.5 makes them move early.
+    config = EXPERIMENTS / "semisup" / "flexmatch_digits.yaml"
+    _check_exact_resume(tmp_path, config, "--model.init_args.threshold=0.5")
+    state = torch.load(tmp_path / "straight" / "record.pt", weights_only=True)
+    assert (state["selected_label"] >= 0).sum() > 0 and state["learning_effect"].sum() > 0
+
+
 QUICK = ("--config", str(EXPERIMENTS / "quickstart.yaml"), "--trainer.accelerator=cpu", "--trainer.max_steps=3",
          "--trainer.limit_val_batches=1", "--test_after_fit=false", "--trainer.enable_model_summary=false")  # fmt: skip
 

@@ -14,6 +14,8 @@ time; the latter are these, and methods read them only through :func:`attached_d
 - :class:`BaseClassData` (``train_mode``, ``num_base_classes``, ``labelled_features``): the
   pretrain-then-adapt few-shot methods train a head over the base (training) classes on plain
   batches and SimpleShot centres features on the base classes' mean.
+- :class:`UnlabelledPoolData` (``num_unlabelled``, ``unlabelled_indices``): FlexMatch keeps one
+  prediction per unlabelled sample, tracked by the samples' indices in the pool.
 
 A DataModule satisfies a Protocol by having the members (no base class to inherit), e.g.::
 
@@ -87,12 +89,28 @@ class BaseClassData(Protocol):
         ...
 
 
+@runtime_checkable
+class UnlabelledPoolData(Protocol):
+    """Semi-supervised data whose unlabelled batches can carry each sample's index in a fixed pool.
+
+    With ``unlabelled_indices`` true, the unlabelled part of a training batch ends with
+    ``index: long[M]`` in ``0..num_unlabelled-1``.
+    """
+
+    @property
+    def num_unlabelled(self) -> int: ...
+
+    @property
+    def unlabelled_indices(self) -> bool: ...
+
+
 #: The members of each Protocol, for error messages.
 MEMBERS: dict[type, str] = {
     ClassificationData: "num_classes, class_names",
     EpisodicData: "n_way",
     LabelledFeatureSource: "labelled_features(embed, device)",
     BaseClassData: "train_mode, num_base_classes, labelled_features(embed, device)",
+    UnlabelledPoolData: "num_unlabelled, unlabelled_indices",
 }
 
 ProtocolT = TypeVar("ProtocolT")

@@ -23,6 +23,7 @@ from typing import Any
 
 from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from ssl_lightning.data.augment import strong_augmentation, weak_augmentation
 from ssl_lightning.data.base import ImageDataModule
@@ -31,6 +32,23 @@ from ssl_lightning.data.two_view import TwoViewDataModule, simclr_augmentation
 from ssl_lightning.data.wrapper import ViewsDataModule
 
 __all__ = ["RepeatedSeededSampler", "SemiSupervisedDataModule", "TwoViewDataModule", "simclr_augmentation"]
+
+
+class WithIndex(Dataset):
+    """``dataset[i] + (i,)``: a dataset's items with their index, so a method can track each sample.
+
+    Args:
+        dataset: a dataset of tuples (e.g. ``(image, label)``).
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        return (*self.dataset[index], index)
 
 
 class SemiSupervisedDataModule(ViewsDataModule):
@@ -46,7 +64,10 @@ class SemiSupervisedDataModule(ViewsDataModule):
     of the same images with independent per-image parameters: weak = flip (optional) and
     shift; strong = weak ops, RandAugment (2 ops, random magnitude) and Cutout
     (:func:`~ssl_lightning.data.augment.strong_augmentation`). The unlabelled ``y`` are the true
-    labels, only for monitoring pseudo-label accuracy. An epoch is one pass over the unlabelled
+    labels, only for monitoring pseudo-label accuracy. With ``unlabelled_indices`` the unlabelled
+    tuple has a fourth element, ``index: long[mu*B]``, each image's position in the unlabelled pool
+    (``0..num_unlabelled-1``, the same on every DDP rank), for methods that keep per-sample state
+    (FlexMatch). An epoch is one pass over the unlabelled
     pool; the labelled set is redrawn (a new order each pass) as often as needed to keep up.
     The source's own ``augment``/``mix`` and ``sampler`` do not apply to these batches; val
     and test batches are the source's ``(x, y)``, converted without augmentation.
@@ -70,6 +91,7 @@ class SemiSupervisedDataModule(ViewsDataModule):
         num_ops: RandAugment ops per image in the strong view.
         magnitude: RandAugment maximum magnitude in ``[0, 1]``, drawn per image.
         cutout: Cutout square side as a fraction of the image (0 turns it off).
+        unlabelled_indices: add each unlabelled image's index in the pool to its batch (FlexMatch needs it).
     """
 
     def __init__(
@@ -81,6 +103,7 @@ class SemiSupervisedDataModule(ViewsDataModule):
         num_ops: int = 2,
         magnitude: float = 1.0,
         cutout: float = 0.5,
+        unlabelled_indices: bool = False,
     ) -> None:
         super().__init__(source)
         if mu < 1:
@@ -88,9 +111,19 @@ class SemiSupervisedDataModule(ViewsDataModule):
         self.mu = mu
         self.weak = weak_augmentation(flip, translate)
         self.strong = strong_augmentation(flip, translate, num_ops, magnitude, cutout)
+        self.unlabelled_indices = unlabelled_indices
+
+    @property
+    def num_unlabelled(self) -> int:
+        """Images in the unlabelled pool (runs ``setup`` if needed)."""
+        if "all" not in self.source.datasets:
+            self.setup("fit")
+        return len(self.source.datasets["all"])
 
     def train_dataloader(self) -> CombinedLoader:
         labelled, unlabelled = self.source.datasets["labelled"], self.source.datasets["all"]
+        if self.unlabelled_indices:
+            unlabelled = WithIndex(unlabelled)
         batch_size = self.source.batch_size
         unlabelled_loader = self._train_loader(
             unlabelled, self.mu * batch_size, EpochSeededSampler(len(unlabelled), self.seed + 1)
@@ -102,11 +135,11 @@ class SemiSupervisedDataModule(ViewsDataModule):
         return CombinedLoader({"labelled": labelled_loader, "unlabelled": unlabelled_loader}, mode="max_size_cycle")
 
     def training_views(self, batch: dict[str, Any]) -> dict[str, tuple[Tensor, ...]]:
-        (x_l, y_l), (x_u, y_u) = batch["labelled"], batch["unlabelled"]
+        (x_l, y_l), (x_u, y_u, *index) = batch["labelled"], batch["unlabelled"]
         x_l, x_u = self.source.to_float(x_l), self.source.to_float(x_u)
         generator = self.batch_generator(x_l.device)
         standardize = self.source.standardize
-        return {
-            "labelled": (standardize(self.weak(x_l, generator)), y_l),
-            "unlabelled": (standardize(self.weak(x_u, generator)), standardize(self.strong(x_u, generator)), y_u),
-        }
+        # one generator, drawn in this order: labelled weak, unlabelled weak, unlabelled strong
+        labelled = (standardize(self.weak(x_l, generator)), y_l)
+        weak_u, strong_u = standardize(self.weak(x_u, generator)), standardize(self.strong(x_u, generator))
+        return {"labelled": labelled, "unlabelled": (weak_u, strong_u, y_u, *index)}

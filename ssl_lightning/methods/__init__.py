@@ -8,6 +8,8 @@ from ssl_lightning.methods.episodic import EpisodicModule
 from ssl_lightning.methods.feature_cache import FeatureProbe
 from ssl_lightning.methods.finetune import EpisodeFineTune
 from ssl_lightning.methods.fixmatch import FixMatch, PseudoLabel
+from ssl_lightning.methods.flexmatch import FlexMatch
+from ssl_lightning.methods.freematch import FreeMatch
 from ssl_lightning.methods.maml import MAML
 from ssl_lightning.methods.meta_baseline import MetaBaseline
 from ssl_lightning.methods.metasgd import MetaSGD
@@ -17,6 +19,7 @@ from ssl_lightning.methods.rfs import RFS
 from ssl_lightning.methods.setfit import SetFitClassifier
 from ssl_lightning.methods.simclr import SimCLR
 from ssl_lightning.methods.simpleshot import SimpleShot
+from ssl_lightning.methods.softmatch import SoftMatch
 from ssl_lightning.methods.tim import TIM
 
 __all__ = [
@@ -32,6 +35,8 @@ __all__ = [
     "EpisodicModule",
     "FeatureProbe",
     "FixMatch",
+    "FlexMatch",
+    "FreeMatch",
     "MetaBaseline",
     "MetaSGD",
     "PretrainThenAdapt",
@@ -40,4 +45,5 @@ __all__ = [
     "SetFitClassifier",
     "SimCLR",
     "SimpleShot",
+    "SoftMatch",
 ]

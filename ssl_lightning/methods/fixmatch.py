@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 from torchmetrics import MeanMetric, Metric, MetricCollection
 
 from ssl_lightning.methods.classifier import Classifier, persist
 from ssl_lightning.methods.ema import exponential_moving_average
-from ssl_lightning.methods.losses import pseudo_label_loss
 from ssl_lightning.methods.metrics import logs_this_step
 
 SemiSupervisedBatch = dict[str, tuple[Tensor, ...]]
@@ -23,15 +23,22 @@ class FixMatch(Classifier):
     Training batches come from :class:`~ssl_lightning.data.semisup.SemiSupervisedDataModule`::
 
         {"labelled":   (x: float[B, C, H, W], y: long[B]),
-         "unlabelled": (x_weak: float[M, C, H, W], x_strong: float[M, C, H, W], y_true: long[M])}
+         "unlabelled": (x_weak: float[M, C, H, W], x_strong: float[M, C, H, W], y_true: long[M][, index: long[M]])}
 
-    with ``M = mu * B``. One forward pass runs over the concatenation ``[x; x_weak; x_strong]``
-    (so batch-norm statistics cover all of it, as in the reference code). The loss is
+    with ``M = mu * B`` (``index``, the samples' positions in the unlabelled pool, only with the
+    data's ``unlabelled_indices: true``; FlexMatch needs it). One forward pass runs over the
+    concatenation ``[x; x_weak; x_strong]`` (so batch-norm statistics cover all of it, as in the
+    reference code). The loss is
     ``loss_x + lambda_u * loss_u``: ``loss_x`` the cross-entropy on the labelled batch,
     ``loss_u`` the cross-entropy of the strong view against the weak view's argmax where its
     confidence is ``>= threshold`` (Eq. 2, averaged over all ``M``). ``lambda_u = 0`` is plain
     supervised training with everything else identical (same batches, augmentation, forward
-    pass and EMA). ``y_true`` is used only to log ``train/pseudo_acc``.
+    pass and EMA). ``y_true`` is used only to log ``train/pseudo_acc``. The per-sample weights of
+    ``loss_u`` (here the 0/1 confidence mask) come from one hook, :meth:`unlabelled_weights`, which
+    the adaptive-threshold methods override (:class:`~ssl_lightning.methods.flexmatch.FlexMatch`,
+    :class:`~ssl_lightning.methods.freematch.FreeMatch`, :class:`~ssl_lightning.methods.softmatch.SoftMatch`);
+    :meth:`extra_unlabelled_losses` adds their extra loss terms (FreeMatch's fairness loss) and
+    :meth:`weighting_stats` their thresholds to the logged metrics (names in ``extra_stat_names``).
 
     Evaluation (val, test, predict, ``forward`` in eval mode) uses an exponential moving
     average of the weights (``ema_decay``; ``None`` evaluates the online weights). The EMA
@@ -41,8 +48,9 @@ class FixMatch(Classifier):
     its ``on_load_checkpoint`` reloads the *online* weights into the module.)
 
     Logs per epoch ``train/loss``, ``train/loss_x``, ``train/loss_u``, ``train/mask_rate``
-    (fraction of unlabelled samples above the threshold), ``train/pseudo_acc`` (accuracy of
-    those confident pseudo-labels), ``train/acc`` (labelled batch), ``val/acc``, ``test/acc``.
+    (fraction of unlabelled samples above the threshold; with soft weights, their mean),
+    ``train/pseudo_acc`` (accuracy of the pseudo-labels with a weight above 0), ``train/acc``
+    (labelled batch), ``val/acc``, ``test/acc``.
 
     Example config::
 
@@ -72,6 +80,10 @@ class FixMatch(Classifier):
             types and checks them as this class's own (see "Subclasses" in Classifier's docstring).
     """
 
+    #: Names of a subclass's extra per-epoch means, logged as ``train/<name>``: the keys of
+    #: :meth:`weighting_stats` and :meth:`extra_unlabelled_losses`.
+    extra_stat_names: ClassVar[tuple[str, ...]] = ()
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -96,20 +108,67 @@ class FixMatch(Classifier):
         self.ema_backbone: AveragedModel | None = None
         if ema_decay is not None:
             self.ema_backbone = exponential_moving_average(self.backbone, ema_decay)
-        self.unlabelled_stats = nn.ModuleDict({name: MeanMetric() for name in ("loss_x", "loss_u", "mask_rate")})
+        names = ("loss_x", "loss_u", "mask_rate", *self.extra_stat_names)
+        self.unlabelled_stats = nn.ModuleDict({name: MeanMetric() for name in names})
         self.pseudo_acc = MeanMetric()
         persist(*self.unlabelled_stats.values(), self.pseudo_acc)
 
     # ---- what PseudoLabel changes ----------------------------------------------------------
     def unlabelled_views(self, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         """The unlabelled inputs of the forward pass: ``(x_weak, x_strong)``."""
-        x_weak, x_strong, _ = batch
+        x_weak, x_strong = batch[:2]
         return x_weak, x_strong
 
-    def unlabelled_loss(self, logits: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """``(loss_u, mask: bool[M], pseudo_labels: long[M])`` from the logits of :meth:`unlabelled_views`."""
+    def unlabelled_loss(self, logits: list[Tensor], indices: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(loss_u, weights: float[M], pseudo_labels: long[M])`` from the logits of :meth:`unlabelled_views`."""
         weak, strong = logits
-        return pseudo_label_loss(weak, strong, self.threshold)
+        return self.weighted_pseudo_label_loss(weak, strong, indices)
+
+    # ---- the hook of the adaptive-threshold methods (FlexMatch, FreeMatch, SoftMatch) ---------
+    def unlabelled_weights(self, probs_weak: Tensor, indices: Tensor | None) -> Tensor:
+        """Per-sample weights ``float[M]`` of the unlabelled loss from the weak view's probabilities.
+
+        FixMatch: ``1`` where the confidence ``max_c probs_weak[m, c] >= threshold``, else ``0`` (Eq. 2).
+        Subclasses override this to weight samples their own way; it runs once per training step
+        (on detached probabilities), so a method with state (EMAs of confidences, per-sample
+        predictions) updates it here, before or after computing the weights as its paper says.
+
+        Args:
+            probs_weak: ``float[M, C]`` softmax of the weak view's logits (no gradient).
+            indices: ``long[M]`` positions of the samples in the unlabelled pool when the data
+                gives them (``SemiSupervisedDataModule(unlabelled_indices=True)``), else ``None``.
+        """
+        return (probs_weak.max(dim=1).values >= self.threshold).to(probs_weak.dtype)
+
+    def extra_unlabelled_losses(self, logits: list[Tensor], weights: Tensor) -> dict[str, Tensor]:
+        """Named loss terms added to ``loss_x + lambda_u * loss_u`` as they are (FreeMatch's fairness loss).
+
+        Args:
+            logits: the logits of :meth:`unlabelled_views` (``[weak, strong]``), with gradient.
+            weights: ``float[M]``, this step's :meth:`unlabelled_weights`.
+        """
+        return {}
+
+    def weighting_stats(self) -> dict[str, Tensor]:
+        """Scalars that describe the current weighting (e.g. thresholds), logged as per-epoch means."""
+        return {}
+
+    def weighted_pseudo_label_loss(
+        self, target_logits: Tensor, logits: Tensor, indices: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``mean_m w_m * CE(logits[m], argmax target_logits[m])`` with ``w = unlabelled_weights(...)``.
+
+        Averaged over all ``M`` samples (weight-0 ones count as 0), as Eq. 2 of Sohn et al. 2020;
+        with FixMatch's 0/1 weights this is :func:`~ssl_lightning.methods.losses.pseudo_label_loss`.
+
+        Returns:
+            ``(loss: scalar, weights: float[M], pseudo_labels: long[M])``.
+        """
+        probabilities = target_logits.detach().softmax(dim=1)
+        pseudo_labels = probabilities.max(dim=1).indices
+        weights = self.unlabelled_weights(probabilities, indices)
+        per_sample = F.cross_entropy(logits, pseudo_labels, reduction="none")
+        return (per_sample * weights).mean(), weights, pseudo_labels
 
     # ---- training ---------------------------------------------------------------------------
     def current_lambda_u(self) -> float:
@@ -124,19 +183,25 @@ class FixMatch(Classifier):
                 f"{type(batch).__name__}. Use data.class_path: ssl_lightning.data.semisup.SemiSupervisedDataModule."
             )
         x, y = batch["labelled"]
-        views = self.unlabelled_views(batch["unlabelled"])
-        y_true = batch["unlabelled"][-1]
+        unlabelled = batch["unlabelled"]
+        views = self.unlabelled_views(unlabelled)
+        y_true, indices = unlabelled[2], (unlabelled[3] if len(unlabelled) > 3 else None)
         # One pass over [labelled; views] so batch norm sees one batch (Sohn et al. 2020, reference code).
         logits = self.backbone(torch.cat([x, *views]))
         logits_x, *logits_u = logits.split([len(x), *(len(v) for v in views)])
         loss_x = self.loss(logits_x, y)
-        loss_u, mask, pseudo_labels = self.unlabelled_loss(logits_u)
+        loss_u, weights, pseudo_labels = self.unlabelled_loss(logits_u, indices)
+        mask = weights > 0
+        extra = self.extra_unlabelled_losses(logits_u, weights)
         loss = loss_x + self.current_lambda_u() * loss_u
+        for term in extra.values():
+            loss = loss + term
 
         hard = y.argmax(dim=1) if y.is_floating_point() else y
         self.metrics["train_"].update(logits_x, hard)
         self.mean_loss["train_"].update(loss.detach(), weight=len(x))
-        stats = {"loss_x": loss_x.detach(), "loss_u": loss_u.detach(), "mask_rate": mask.float().mean()}
+        stats = {"loss_x": loss_x.detach(), "loss_u": loss_u.detach(), "mask_rate": weights.float().mean()}
+        stats |= {name: term.detach() for name, term in extra.items()} | self.weighting_stats()
         for name, value in stats.items():
             self.unlabelled_stats[name].update(value)
             self.log(f"train/{name}", self.unlabelled_stats[name], on_step=False, on_epoch=True)
@@ -214,6 +279,6 @@ class PseudoLabel(FixMatch):
     def unlabelled_views(self, batch: tuple[Tensor, ...]) -> tuple[Tensor]:
         return (batch[0],)
 
-    def unlabelled_loss(self, logits: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    def unlabelled_loss(self, logits: list[Tensor], indices: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         (weak,) = logits
-        return pseudo_label_loss(weak, weak, self.threshold)
+        return self.weighted_pseudo_label_loss(weak, weak, indices)

@@ -8,6 +8,7 @@ from lightning.pytorch.trainer.connectors.data_connector import _get_distributed
 from lightning.pytorch.utilities import CombinedLoader
 
 from ssl_lightning.data import DigitsDataModule
+from ssl_lightning.data.contract import UnlabelledPoolData
 from ssl_lightning.data.semisup import RepeatedSeededSampler, SemiSupervisedDataModule, TwoViewDataModule
 
 
@@ -65,6 +66,22 @@ def test_combined_loader_shapes_and_mu_ratio():
     x_weak, x_strong, y_u = batch["unlabelled"]
     assert x.shape == (8, 1, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.long
     assert x_weak.shape == x_strong.shape == (24, 1, 8, 8) and y_u.shape == (24,)
+
+
+def test_unlabelled_indices_are_each_images_position_in_the_pool_and_views_do_not_change():
+    dm = semisup(mu=3)
+    indexed = SemiSupervisedDataModule(dm.source, mu=3, flip=False, unlabelled_indices=True)
+    assert isinstance(indexed, UnlabelledPoolData) and indexed.unlabelled_indices and not dm.unlabelled_indices
+    assert indexed.num_unlabelled == len(dm.source.datasets["all"]) == 1797 - 300 - 360
+    raw_u = next(iter(indexed.train_dataloader()))[0]["unlabelled"]
+    assert len(raw_u) == 3 and raw_u[2].dtype == torch.long and len(set(raw_u[2].tolist())) == 24
+    pool = dm.source.datasets["all"]
+    for image, label, index in zip(*raw_u, strict=True):
+        assert torch.equal(image, pool[int(index)][0]) and label == pool[int(index)][1]
+    plain, with_index = first_training_batch(dm)["unlabelled"], first_training_batch(indexed)["unlabelled"]
+    assert len(with_index) == 4 and torch.equal(with_index[3], raw_u[2])
+    # the same generator draws: indices change nothing else in the batch
+    assert all(torch.equal(a, b) for a, b in zip(plain, with_index[:3], strict=True))
 
 
 def test_weak_and_strong_views_differ_per_sample():

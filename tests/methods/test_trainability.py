@@ -24,7 +24,10 @@ from ssl_lightning.callbacks.finetuning import GradualUnfreezing
 from ssl_lightning.methods.classifier import Classifier
 from ssl_lightning.methods.feature_cache import FeatureProbe
 from ssl_lightning.methods.fixmatch import FixMatch
+from ssl_lightning.methods.flexmatch import FlexMatch
+from ssl_lightning.methods.freematch import FreeMatch
 from ssl_lightning.methods.setfit import SetFitClassifier
+from ssl_lightning.methods.softmatch import SoftMatch
 from ssl_lightning.nets import LeNet
 from ssl_lightning.nets.bilstm import BiLSTMClassifier
 from ssl_lightning.nets.conv4 import Conv4
@@ -103,6 +106,12 @@ def text_batch(seed: int = 0) -> dict[str, torch.Tensor]:
     """``{"input_ids": long[B, L], "attention_mask": long[B, L], "lengths": long[B]}``, no padding."""
     ids = torch.randint(1, VOCAB, (BATCH, LENGTH), generator=torch.Generator().manual_seed(seed))
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "lengths": torch.full((BATCH,), LENGTH)}
+
+
+def pooled(model: FlexMatch) -> FlexMatch:
+    """FlexMatch on ready-made batches (no DataModule): a pool of one batch, indexed 0..BATCH-1."""
+    model.track_pool(BATCH)
+    return model
 
 
 def labels() -> torch.Tensor:
@@ -253,6 +262,9 @@ METHODS: dict[str, tuple[Callable[[nn.Module], pl.LightningModule], bool]] = {
     "classifier_lr_groups": (lambda b: Classifier(b, optimizer=sgd, backbone_lr_multiplier=0.5), True),
     "classifier_linear_probe": (lambda b: Classifier(b, optimizer=sgd, finetune="linear_probe"), False),
     "fixmatch": (lambda b: FixMatch(b, optimizer=sgd, threshold=0.0, ema_decay=0.5), True),
+    "flexmatch": (lambda b: pooled(FlexMatch(b, optimizer=sgd, threshold=0.0, ema_decay=0.5)), True),
+    "freematch": (lambda b: FreeMatch(b, optimizer=sgd, ema_decay=0.5), True),
+    "softmatch": (lambda b: SoftMatch(b, optimizer=sgd, ema_decay=0.5), True),
     "setfit_pair_phase": (
         lambda b: SetFitClassifier(b, optimizer=sgd, contrastive_epochs=1, backbone_lr_multiplier=1.0),
         True,
@@ -260,13 +272,14 @@ METHODS: dict[str, tuple[Callable[[nn.Module], pl.LightningModule], bool]] = {
     "setfit_head_phase": (lambda b: SetFitClassifier(b, optimizer=sgd, contrastive_epochs=0), False),
     "feature_probe": (lambda b: FeatureProbe(b, optimizer=sgd), False),
 }
+SEMISUPERVISED = ("fixmatch", "flexmatch", "freematch", "softmatch")
 PAIRS = [
     (backbone, method)
     for backbone, (kind, _) in BACKBONES.items()
     for method in METHODS
     # FixMatch concatenates image batches; SetFit's pair phase has nothing to train in a frozen encoder
     # (test_setfit_pair_phase_refuses_a_body_built_frozen).
-    if not (method == "fixmatch" and kind == "text")
+    if not (method in SEMISUPERVISED and kind == "text")
     and (backbone, method) != ("hf_freeze_encoder", "setfit_pair_phase")
 ]
 
@@ -280,9 +293,9 @@ def batch_for(kind: str, method: str, backbone: nn.Module) -> object:
         x = torch.rand(BATCH, 1, 16, 16, generator=generator)
     else:
         x = text_batch()
-    if method == "fixmatch":
+    if method in SEMISUPERVISED:
         assert isinstance(x, torch.Tensor)
-        return {"labelled": (x, labels()), "unlabelled": (x, x.flip(-1), labels())}
+        return {"labelled": (x, labels()), "unlabelled": (x, x.flip(-1), labels(), torch.arange(BATCH))}
     return (x, labels())
 
 
