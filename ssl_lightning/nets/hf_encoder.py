@@ -90,7 +90,6 @@ class HFEncoder(ClassifierHeadMixin, nn.Module):
         self.freeze_encoder = freeze_encoder
         self.encoder = AutoModel.from_pretrained(resolve_pretrained(pretrained))
         self.num_features = int(self.encoder.config.hidden_size)
-        self.gradient_checkpointing = gradient_checkpointing
         if gradient_checkpointing:
             if not getattr(self.encoder, "supports_gradient_checkpointing", False):
                 raise ValueError(
