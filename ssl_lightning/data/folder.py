@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ssl_lightning.data.base import ImageDataModule, ImageReader, Split
+from ssl_lightning.data.memmap import Images, take_rows
 from ssl_lightning.data.splits import stratified_split
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -72,6 +73,32 @@ def read_image_tree(
         ValueError: a class folder without images, a corrupt/truncated file (named), images of
             different sizes without ``image_size``, or a bad argument.
     """
+    files, labels, names = list_image_tree(root, class_depth, channels)
+    arrays: list[np.ndarray] = []
+    for path in files:
+        array = decode_image(path, image_size)
+        if arrays and array.shape[:2] != arrays[0].shape[:2]:
+            raise ValueError(
+                f"{path} is {array.shape[1]}x{array.shape[0]} but earlier images are "
+                f"{arrays[0].shape[1]}x{arrays[0].shape[0]}. Set image_size to resize all images to one size."
+            )
+        arrays.append(array)
+    out_channels = channels if channels is not None else (1 if all(a.ndim == 2 for a in arrays) else 3)
+    images = torch.from_numpy(np.stack([to_chw(array, out_channels) for array in arrays])).contiguous()
+    return images, torch.tensor(labels, dtype=torch.long), names
+
+
+def list_image_tree(
+    root: Path, class_depth: int = 1, channels: int | None = None
+) -> tuple[list[Path], list[int], list[str]]:
+    """The image files of a class folder tree, in :func:`read_image_tree`'s order, without reading them.
+
+    Returns:
+        ``(files, labels, class_names)``: files sorted by class name then path, their labels ``0..K-1``.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`read_image_tree` for a missing tree or an empty class.
+    """
     root = Path(root).expanduser()
     if class_depth < 1:
         raise ValueError(f"class_depth must be >= 1, got {class_depth}")
@@ -86,39 +113,32 @@ def read_image_tree(
             + "/".join(["<class>"] * class_depth)
             + "/<image>.png."
         )
-    arrays: list[np.ndarray] = []
+    files: list[Path] = []
     labels: list[int] = []
     names: list[str] = []
     for label, folder in enumerate(class_dirs):
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not files:
+        found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not found:
             raise ValueError(
                 f"Class folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)}). "
                 f"Remove the folder or add images to it."
             )
         names.append(folder.relative_to(root).as_posix())
-        for path in files:
-            array = decode_image(path, image_size)
-            if arrays and array.shape[:2] != arrays[0].shape[:2]:
-                raise ValueError(
-                    f"{path} is {array.shape[1]}x{array.shape[0]} but earlier images are "
-                    f"{arrays[0].shape[1]}x{arrays[0].shape[0]}. Set image_size to resize all images to one size."
-                )
-            arrays.append(array)
-            labels.append(label)
-    out_channels = channels if channels is not None else (1 if all(a.ndim == 2 for a in arrays) else 3)
-    converted = []
-    for array in arrays:
-        if array.ndim == 2:
-            array = array[None] if out_channels == 1 else np.repeat(array[None], 3, axis=0)
-        else:
-            array = array.transpose(2, 0, 1)
-            if out_channels == 1:  # ITU-R 601-2 luma, as PIL's convert("L")
-                array = array.astype(np.float32) * np.array([0.299, 0.587, 0.114], np.float32)[:, None, None]
-                array = array.sum(axis=0, keepdims=True).round().clip(0, 255).astype(np.uint8)
-        converted.append(array)
-    images = torch.from_numpy(np.stack(converted)).contiguous()
-    return images, torch.tensor(labels, dtype=torch.long), names
+        files += found
+        labels += [label] * len(found)
+    return files, labels, names
+
+
+def to_chw(array: np.ndarray, channels: int) -> np.ndarray:
+    """A decoded uint8[H, W] or uint8[H, W, 3] image -> uint8[channels, H, W]: grey is repeated to RGB,
+    RGB becomes ITU-R 601-2 luma (as PIL's ``convert("L")``)."""
+    if array.ndim == 2:
+        return array[None] if channels == 1 else np.repeat(array[None], 3, axis=0)
+    array = array.transpose(2, 0, 1)
+    if channels == 1:
+        array = array.astype(np.float32) * np.array([0.299, 0.587, 0.114], np.float32)[:, None, None]
+        array = array.sum(axis=0, keepdims=True).round().clip(0, 255).astype(np.uint8)
+    return array
 
 
 class ImageFolderReader(ImageReader):
@@ -133,6 +153,9 @@ class ImageFolderReader(ImageReader):
         image_size: resize to ``image_size x image_size``; ``None`` keeps the files' (common) size.
         channels: 1 (grey), 3 (RGB) or ``None`` (grey only if every image is grey).
         split_seed: seed of the train/test split when there is no test folder.
+        cache_dir: keep the decoded images in a memory-mapped cache there
+            (:mod:`~ssl_lightning.data.decoded_cache`); ``None`` decodes into memory on every run.
+        cache_workers: processes that decode a cache build (``None``: every CPU this process may use).
     """
 
     def __init__(
@@ -145,6 +168,8 @@ class ImageFolderReader(ImageReader):
         image_size: int | None = None,
         channels: int | None = None,
         split_seed: int = 0,
+        cache_dir: str | Path | None = None,
+        cache_workers: int | None = None,
     ) -> None:
         self.root = Path(root).expanduser()
         self.train_dir = train_dir
@@ -154,15 +179,32 @@ class ImageFolderReader(ImageReader):
         self.image_size = image_size
         self.channels = channels
         self.split_seed = split_seed
-        self._cache: tuple[Tensor, Tensor, list[str]] | None = None
+        self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
+        self.cache_workers = cache_workers
+        self._cache: tuple[Images, Tensor, list[str]] | None = None
 
     def _has_test_folder(self) -> bool:
         return self.test_dir is not None and (self.root / self.test_dir).is_dir()
 
-    def _read(self, folder: str) -> tuple[Tensor, Tensor, list[str]]:
-        return read_image_tree(self.root / folder, self.class_depth, self.image_size, self.channels)
+    def _folders(self) -> list[str]:
+        return [self.train_dir] + ([self.test_dir] if self._has_test_folder() and self.test_dir else [])
 
-    def read(self, split: Split) -> tuple[Tensor, Tensor, list[str]]:
+    def prepare(self) -> None:
+        """Build the decoded caches (once per node, in ``prepare_data``); other ranks wait on their lock."""
+        if self.cache_dir is not None:
+            for folder in self._folders():
+                self._read(folder)
+
+    def _read(self, folder: str) -> tuple[Images, Tensor, list[str]]:
+        if self.cache_dir is None:
+            return read_image_tree(self.root / folder, self.class_depth, self.image_size, self.channels)
+        from ssl_lightning.data.decoded_cache import cached_image_tree  # it builds on this module's reader
+
+        return cached_image_tree(
+            self.root / folder, self.cache_dir, self.class_depth, self.image_size, self.channels, self.cache_workers
+        )
+
+    def read(self, split: Split) -> tuple[Images, Tensor, list[str]]:
         if self._cache is None:
             self._cache = self._read(self.train_dir)
         images, labels, names = self._cache
@@ -190,21 +232,27 @@ class ImageFolderReader(ImageReader):
             return images, labels, names
         train_idx, test_idx = stratified_split(labels, self.test_size, self.split_seed)
         idx = train_idx if split == "train" else test_idx
-        return images[idx].contiguous(), labels[idx], names
+        return take_rows(images, idx), labels[idx], names
 
 
 class ImageFolderDataModule(ImageDataModule):
-    """Any folder of class folders, like ``torchvision.datasets.ImageFolder``, held in memory.
+    """Any folder of class folders, like ``torchvision.datasets.ImageFolder``, in memory or memory-mapped.
 
     Layout: ``<root>/<train_dir>/<class>/*.png`` and optionally ``<root>/<test_dir>/<class>/*.png``.
     Without a test folder, ``test_size`` images are held out of the training folder by a seeded
     stratified split (``split_seed``). Batches are ``(x: float[B, C, H, W], y: long[B])``.
 
+    By default every image is decoded into memory on every run (and in every DDP rank). With
+    ``cache_dir`` the first run decodes the folders in parallel into a cache there and later runs,
+    ranks and loader workers map it (``np.load(mmap_mode="r")``), reading only the rows a batch needs;
+    a changed folder or other ``image_size``/``channels`` is detected and decoded again.
+
     Example config::
 
         data:
           class_path: ssl_lightning.data.folder.ImageFolderDataModule
-          init_args: {root: data/flowers, image_size: 64, channels: 3, val_size: 100, labels_per_class: 20}
+          init_args: {root: data/flowers, image_size: 64, channels: 3, val_size: 100, labels_per_class: 20,
+                      cache_dir: data/cache}
 
     An :class:`ImageDataModule` reading with :class:`ImageFolderReader`; its default ``val_size`` is 0.
     The other arguments are :class:`ImageDataModule`'s, declared there once. ``**kwargs`` is not a
@@ -221,6 +269,10 @@ class ImageFolderDataModule(ImageDataModule):
         channels: 1 (grey), 3 (RGB) or ``None`` (grey only if every image is grey).
         split_seed: seed of the train/test split without a test folder.
         val_size: validation images held out of the training images, stratified.
+        cache_dir: decode the folders once into a memory-mapped cache in this folder
+            (:mod:`~ssl_lightning.data.decoded_cache`), shared by runs, DDP ranks and loader workers;
+            ``None`` reads every image into memory on every run.
+        cache_workers: processes that decode a cache build (``None``: every CPU this process may use).
         kwargs: the other :class:`ImageDataModule` arguments.
     """
 
@@ -235,7 +287,20 @@ class ImageFolderDataModule(ImageDataModule):
         channels: int | None = None,
         split_seed: int = 0,
         val_size: int = 0,
+        cache_dir: str | None = None,
+        cache_workers: int | None = None,
         **kwargs: Any,
     ) -> None:
-        reader = ImageFolderReader(root, train_dir, test_dir, test_size, class_depth, image_size, channels, split_seed)
+        reader = ImageFolderReader(
+            root,
+            train_dir,
+            test_dir,
+            test_size,
+            class_depth,
+            image_size,
+            channels,
+            split_seed,
+            cache_dir,
+            cache_workers,
+        )
         super().__init__(reader=reader, val_size=val_size, **kwargs)
