@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,21 @@ def read_image_tree(
     return images, torch.tensor(labels, dtype=torch.long), names
 
 
+def _image_files(folder: Path) -> list[Path]:
+    """Image files anywhere below ``folder``, sorted by path (as ``sorted(folder.rglob("*"))``, not following
+    symlinked folders); ``os.scandir`` reads the file types from the directory, without a ``stat`` per file."""
+    found: list[Path] = []
+    pending = [folder]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+                elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                    found.append(Path(entry.path))
+    return sorted(found)
+
+
 def list_image_tree(
     root: Path, class_depth: int = 1, channels: int | None = None
 ) -> tuple[list[Path], list[int], list[str]]:
@@ -117,7 +133,7 @@ def list_image_tree(
     labels: list[int] = []
     names: list[str] = []
     for label, folder in enumerate(class_dirs):
-        found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        found = _image_files(folder)
         if not found:
             raise ValueError(
                 f"Class folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)}). "
@@ -182,6 +198,7 @@ class ImageFolderReader(ImageReader):
         self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
         self.cache_workers = cache_workers
         self._cache: tuple[Images, Tensor, list[str]] | None = None
+        self._opened: dict[str, tuple[Images, Tensor, list[str]]] = {}  # caches mapped in prepare()
 
     def _has_test_folder(self) -> bool:
         return self.test_dir is not None and (self.root / self.test_dir).is_dir()
@@ -193,9 +210,11 @@ class ImageFolderReader(ImageReader):
         """Build the decoded caches (once per node, in ``prepare_data``); other ranks wait on their lock."""
         if self.cache_dir is not None:
             for folder in self._folders():
-                self._read(folder)
+                self._opened[folder] = self._read(folder)
 
     def _read(self, folder: str) -> tuple[Images, Tensor, list[str]]:
+        if folder in self._opened:  # mapped by prepare() in this process a moment ago
+            return self._opened.pop(folder)
         if self.cache_dir is None:
             return read_image_tree(self.root / folder, self.class_depth, self.image_size, self.channels)
         from ssl_lightning.data.decoded_cache import cached_image_tree  # it builds on this module's reader

@@ -19,12 +19,17 @@ from torch import Tensor
 
 
 class MemmapImages:
-    """Read-only ``uint8[N, C, H, W]`` images in a ``.npy`` file, mapped with ``np.load(mmap_mode="r")``.
+    """Read-only ``uint8[N, C, H, W]`` images in a ``.npy`` file, mapped with ``np.load(mmap_mode=...)``.
 
-    Only the rows asked for are read: ``images[i]`` is a ``uint8[C, H, W]`` tensor, ``images[a:b]`` and
-    ``images[index_tensor]`` are ``uint8[M, C, H, W]`` tensors (copies, as a tensor's advanced indexing
-    gives), and :meth:`take` is a lazy view of some rows. Pickling keeps only the path and the row
+    Only the rows asked for are read, as from a tensor: ``images[i]`` and ``images[a:b]`` are views of
+    the mapped pages (no copy), ``images[index_tensor]`` a ``uint8[M, C, H, W]`` copy of those rows, and
+    :meth:`take` a lazy view of some rows (nothing read). Pickling keeps only the path and the row
     indices, so DataLoader workers and spawned ranks map the file themselves instead of receiving a copy.
+
+    The file is mapped copy-on-write (``mmap_mode="c"``): while pages are only read they are the page
+    cache's, shared by every process, exactly as with ``"r"``; a stray in-place write changes this
+    process's copy (as it would change an in-memory tensor) instead of crashing on a read-only page, and
+    never the file.
 
     Args:
         path: a ``.npy`` file of ``uint8[N, C, H, W]``.
@@ -37,30 +42,30 @@ class MemmapImages:
         labelled = images.take(torch.arange(100))  # a view of 100 rows, nothing read yet
     """
 
-    def __init__(self, path: str | Path, rows: np.ndarray | None = None) -> None:
+    def __init__(self, path: str | Path, rows: np.ndarray | Tensor | None = None) -> None:
         self.path = Path(path)
-        self._array: np.ndarray | None = None
-        array = self.array
-        if array.dtype != np.uint8 or array.ndim != 4:
-            raise ValueError(f"{self.path} holds {array.dtype}{list(array.shape)}, not uint8[N, C, H, W].")
-        self.rows = None if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
+        self._tensor: Tensor | None = None
+        if self.tensor.dtype != torch.uint8 or self.tensor.ndim != 4:
+            raise ValueError(f"{self.path} holds {self.tensor.dtype}{list(self.tensor.shape)}, not uint8[N, C, H, W].")
+        #: int64[M] rows of the file in this view, or ``None`` for all (a numpy array: cheap to index by an int)
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
 
     @property
-    def array(self) -> np.ndarray:
-        """The whole file as a read-only ``np.memmap`` (opened on first use in each process)."""
-        if self._array is None:
-            self._array = np.load(self.path, mmap_mode="r")
-        return self._array
+    def tensor(self) -> Tensor:
+        """The whole file as a tensor over the mapped pages (mapped on first use in each process)."""
+        if self._tensor is None:
+            self._tensor = torch.from_numpy(np.load(self.path, mmap_mode="c"))
+        return self._tensor
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "rows": self.rows}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.path, self.rows, self._array = state["path"], state["rows"], None
+        self.path, self.rows, self._tensor = state["path"], state["rows"], None
 
     @property
     def shape(self) -> torch.Size:
-        return torch.Size((len(self), *self.array.shape[1:]))
+        return torch.Size((len(self), *self.tensor.shape[1:]))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -71,42 +76,43 @@ class MemmapImages:
         return 4
 
     def __len__(self) -> int:
-        return len(self.array) if self.rows is None else len(self.rows)
+        return len(self.tensor) if self.rows is None else len(self.rows)
 
-    def _file_rows(self, index: Any) -> Any:
+    def _file_rows(self, index: Any) -> int | slice | np.ndarray:
         """``index`` into this view -> an int, a slice or an int64 array of rows of the file."""
         if isinstance(index, Tensor):
-            index = index.numpy() if index.ndim else int(index)
+            index = index.numpy()
         if isinstance(index, list | tuple):
-            index = np.asarray(index, dtype=np.int64)
-        if isinstance(index, np.ndarray) and index.dtype == np.bool_:
-            if len(index) != len(self):
-                raise IndexError(f"boolean index of length {len(index)} for {len(self)} images")
-            index = np.flatnonzero(index)
-        return index if self.rows is None else self.rows[index]
+            index = np.asarray(index)
+        if isinstance(index, np.ndarray):
+            if index.dtype == np.bool_:
+                if len(index) != len(self):
+                    raise IndexError(f"boolean index of length {len(index)} for {len(self)} images")
+                index = np.flatnonzero(index)
+            if index.ndim == 0:
+                index = int(index)
+        if self.rows is None:
+            return index
+        return int(self.rows[index]) if isinstance(index, int) else self.rows[index]
 
     def __getitem__(self, index: Any) -> Tensor:
+        tensor = self.tensor
+        if type(index) is int:  # the DataLoader's per-item path, kept short
+            return tensor[index if self.rows is None else self.rows[index]]
         rows = self._file_rows(index)
-        if isinstance(rows, np.ndarray) and rows.ndim == 1 and len(rows) > 1:
-            # Read in file order (sequential pages), then restore the asked order.
-            order = np.argsort(rows, kind="stable")
-            out = np.empty((len(rows), *self.array.shape[1:]), np.uint8)
-            out[order] = self.array[rows[order]]
-            return torch.from_numpy(out)
-        return torch.from_numpy(np.array(self.array[rows], dtype=np.uint8))
+        return tensor[torch.from_numpy(rows) if isinstance(rows, np.ndarray) else rows]
 
     def take(self, index: Tensor | np.ndarray) -> MemmapImages:
         """A lazy view of the rows ``index`` (``long[M]`` or ``bool[N]``) of this view; nothing is read."""
         rows = self._file_rows(np.asarray(index))
-        if isinstance(rows, slice):
-            rows = np.arange(len(self.array))[rows]
         view = MemmapImages.__new__(MemmapImages)
-        view.path, view._array, view.rows = self.path, self._array, np.asarray(rows, dtype=np.int64).reshape(-1)
+        view.path, view._tensor = self.path, self._tensor
+        view.rows = np.arange(len(self.tensor))[rows] if isinstance(rows, slice) else np.asarray(rows).reshape(-1)
         return view
 
     def materialize(self) -> Tensor:
-        """Every row of this view as one ``uint8[N, C, H, W]`` tensor in memory."""
-        return self[slice(None)]
+        """Every row of this view as one ``uint8[N, C, H, W]`` tensor in memory (a copy)."""
+        return self.tensor.clone() if self.rows is None else self.tensor[torch.from_numpy(self.rows)]
 
     def __repr__(self) -> str:
         return f"MemmapImages({str(self.path)!r}, shape={list(self.shape)})"
@@ -128,22 +134,24 @@ def as_tensor(images: Images) -> Tensor:
     return images.materialize() if isinstance(images, MemmapImages) else images
 
 
-def channel_stats(images: Images, chunk: int = 2048) -> tuple[Tensor, Tensor]:
+def channel_stats(images: Images, chunk: int = 4096) -> tuple[Tensor, Tensor]:
     """Per-channel mean and (unbiased) std of ``uint8[N, C, H, W]`` images scaled to ``[0, 1]``.
 
-    Reads ``chunk`` images at a time (float64 sums), so neither a float copy of the whole set nor,
-    for a memory-mapped cache, all of its pages are held at once.
+    Counts each channel's 256 pixel values ``chunk`` images at a time and takes the moments of the
+    histogram (exact integer counts, float64 moments), so neither a float copy of the whole set nor,
+    for a memory-mapped cache, more than ``chunk`` images' pages are needed at once.
 
     Returns:
         ``(mean: float[C], std: float[C])``.
     """
-    total = torch.zeros(images.shape[1], dtype=torch.float64)
-    squares = torch.zeros_like(total)
+    channels = images.shape[1]
+    counts = torch.zeros(channels, 256, dtype=torch.int64)
     for start in range(0, len(images), chunk):
-        x = images[start : start + chunk].to(torch.float64) / 255
-        total += x.sum(dim=(0, 2, 3))
-        squares += x.square().sum(dim=(0, 2, 3))
-    count = len(images) * images.shape[2] * images.shape[3]
-    mean = total / max(count, 1)
-    var = (squares - count * mean.square()) / max(count - 1, 1)
-    return mean.float(), var.clamp_min(0).sqrt().float()
+        block = images[start : start + chunk]
+        for c in range(channels):
+            counts[c] += torch.bincount(block[:, c].flatten(), minlength=256)
+    values = torch.arange(256, dtype=torch.float64) / 255
+    n = counts.sum(dim=1).to(torch.float64)
+    mean = (counts * values).sum(dim=1) / n.clamp_min(1)
+    var = (counts * (values - mean[:, None]).square()).sum(dim=1) / (n - 1).clamp_min(1)
+    return mean.float(), var.sqrt().float()
