@@ -59,12 +59,14 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
 
-def tree_fingerprint(root: Path, files: Sequence[Path], settings: dict[str, Any]) -> str:
-    """sha256 of the sorted ``(relative path, size, mtime_ns)`` list, the settings and the format version."""
+def tree_fingerprint(root: Path, files: Sequence[str], settings: dict[str, Any]) -> str:
+    """sha256 of the ``(relative path, size, mtime_ns)`` list (``files`` are sorted paths below ``root``),
+    the settings and the format version."""
     h = hashlib.sha256(json.dumps({"format_version": FORMAT_VERSION, **settings}, sort_keys=True).encode())
-    for path in sorted(files):
-        stat = path.stat()
-        h.update(f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    skip = len(str(root)) + 1
+    for path in files:
+        stat = os.stat(path)
+        h.update(f"{path[skip:]}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
@@ -162,7 +164,7 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def probe_shape(files: Sequence[Path], image_size: int | None, channels: int | None) -> tuple[int, int, int]:
+def probe_shape(files: Sequence[str], image_size: int | None, channels: int | None) -> tuple[int, int, int]:
     """``(C, H, W)`` of the cached images from the files' headers (no decoding), as ``read_image_tree`` decides."""
     from PIL import Image, UnidentifiedImageError
 
@@ -188,7 +190,7 @@ def probe_shape(files: Sequence[Path], image_size: int | None, channels: int | N
     return channels if channels is not None else (1 if grey else 3), height, width
 
 
-def decode_into(out_path: Path, start: int, files: Sequence[Path], image_size: int | None, channels: int) -> int:
+def decode_into(out_path: Path, start: int, files: Sequence[str], image_size: int | None, channels: int) -> int:
     """Decode ``files`` into rows ``start..`` of the ``uint8[N, C, H, W]`` file ``out_path``; the images written."""
     out = np.load(out_path, mmap_mode="r+")
     for i, path in enumerate(files):
@@ -211,7 +213,7 @@ def _default_workers() -> int:
 def build_entry(
     entry: Path,
     root: Path,
-    files: Sequence[Path],
+    files: Sequence[str],
     labels: Sequence[int],
     names: list[str],
     fingerprint: str,

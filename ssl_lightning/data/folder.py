@@ -89,19 +89,20 @@ def read_image_tree(
     return images, torch.tensor(labels, dtype=torch.long), names
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """Image files anywhere below ``folder``, sorted by path (as ``sorted(folder.rglob("*"))``, not following
-    symlinked folders); ``os.scandir`` reads the file types from the directory, without a ``stat`` per file."""
-    found: list[Path] = []
-    pending = [folder]
+def _image_files(folder: Path) -> list[str]:
+    """Paths of the image files anywhere below ``folder``, in ``sorted(folder.rglob("*"))``'s order (by path
+    components; symlinked folders not followed). Strings, not ``Path`` objects: with ``os.scandir`` reading
+    the file types from the directory, this lists 50,000 files in a fraction of a second."""
+    found: list[str] = []
+    pending = [str(folder)]
     while pending:
         with os.scandir(pending.pop()) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
-                    pending.append(Path(entry.path))
+                    pending.append(entry.path)
                 elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
-                    found.append(Path(entry.path))
-    return sorted(found)
+                    found.append(entry.path)
+    return sorted(found, key=lambda path: path.split(os.sep))
 
 
 def list_image_tree(
@@ -129,7 +130,7 @@ def list_image_tree(
             + "/".join(["<class>"] * class_depth)
             + "/<image>.png."
         )
-    files: list[Path] = []
+    files: list[str] = []
     labels: list[int] = []
     names: list[str] = []
     for label, folder in enumerate(class_dirs):

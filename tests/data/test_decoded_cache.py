@@ -213,3 +213,20 @@ def test_cache_dir_inside_the_image_folder_is_refused(tmp_path):
     root = write_tree(tmp_path / "train")
     with pytest.raises(ValueError, match="lies inside the image folder"):
         cached_image_tree(root, root / "cache", num_workers=0)
+
+
+def test_folder_cached_yaml_trains_then_reuses_its_cache(tmp_path, monkeypatch, chdir_tmp):
+    from tests.helpers import EXPERIMENTS, fast_dev_run
+
+    write_tree(tmp_path / "jpg" / "train", classes=10, per_class=4, size=32)
+    args = [
+        "--data.init_args.root", str(tmp_path / "jpg"), "--data.init_args.val_size", "10",
+        "--data.init_args.batch_size", "8", "--data.init_args.cache_workers", "0",
+        "--data.init_args.num_workers", "1", "--test_after_fit", "false",
+    ]  # fmt: skip
+    config = EXPERIMENTS / "data" / "folder_cached.yaml"
+    assert fast_dev_run(config, *args).trainer.state.finished
+    assert len(entries(chdir_tmp / "data" / "cache")) == 1  # cache_dir: data/cache, relative to the run
+    no_decoding(monkeypatch)
+    cli = fast_dev_run(config, *args)  # the second run maps the cache; a loader worker maps it too
+    assert cli.trainer.state.finished and isinstance(cli.datamodule.datasets["labelled"].images, MemmapImages)
