@@ -49,7 +49,7 @@ import torch
 from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
-from ssl_lightning.data.folder import GREY_MODES, decode_image, list_image_tree, to_chw
+from ssl_lightning.data.folder import decode_image, list_image_tree, to_chw
 from ssl_lightning.data.memmap import MemmapImages
 
 log = logging.getLogger(__name__)
@@ -164,46 +164,66 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def probe_shape(files: Sequence[str], image_size: int | None, channels: int | None) -> tuple[int, int, int]:
-    """``(C, H, W)`` of the cached images from the files' headers (no decoding), as ``read_image_tree`` decides."""
-    from PIL import Image, UnidentifiedImageError
-
-    if image_size is not None and channels is not None:
-        return channels, image_size, image_size
-    grey, size = True, None
-    for path in files:
-        try:
-            with Image.open(path) as image:
-                mode, this = image.mode, image.size
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-            raise ValueError(f"Cannot read image {path}: {type(err).__name__}: {err}. Delete or replace it.") from err
-        grey = grey and mode in GREY_MODES
-        if size is None:
-            size = this
-        elif image_size is None and this != size:
-            raise ValueError(
-                f"{path} is {this[0]}x{this[1]} but earlier images are {size[0]}x{size[1]}. "
-                f"Set image_size to resize all images to one size."
-            )
-    assert size is not None
-    height, width = (image_size, image_size) if image_size is not None else (size[1], size[0])
-    return channels if channels is not None else (1 if grey else 3), height, width
+class ColourImageFound(Exception):
+    """A colour file in a build whose first file was grey with ``channels=None``: decode again as RGB."""
 
 
-def decode_into(out_path: Path, start: int, files: Sequence[str], image_size: int | None, channels: int) -> int:
+def first_shape(files: Sequence[str], image_size: int | None, channels: int | None) -> tuple[int, int, int, bool]:
+    """``(C, H, W)`` from the first file, and whether ``C = 1`` is only a guess (``channels=None``: grey only
+    if every image is grey, as ``read_image_tree`` decides; a later colour file raises :class:`ColourImageFound`)."""
+    first = decode_image(files[0], image_size)
+    out_channels = channels if channels is not None else (1 if first.ndim == 2 else 3)
+    return out_channels, first.shape[0], first.shape[1], channels is None and out_channels == 1
+
+
+def decode_into(
+    out_path: Path, start: int, files: Sequence[str], image_size: int | None, channels: int, grey_guess: bool = False
+) -> int:
     """Decode ``files`` into rows ``start..`` of the ``uint8[N, C, H, W]`` file ``out_path``; the images written."""
     out = np.load(out_path, mmap_mode="r+")
+    height, width = out.shape[2:]
     for i, path in enumerate(files):
-        chw = to_chw(decode_image(path, image_size), channels)
-        if chw.shape != out.shape[1:]:
+        array = decode_image(path, image_size)
+        if array.shape[:2] != (height, width):
             raise ValueError(
-                f"{path} decodes to {list(chw.shape)} but the cache holds {list(out.shape[1:])} images. "
-                f"Set image_size and channels."
+                f"{path} is {array.shape[1]}x{array.shape[0]} but the first image is {width}x{height}. "
+                f"Set image_size to resize all images to one size."
             )
-        out[start + i] = chw
+        if grey_guess and array.ndim == 3:
+            raise ColourImageFound(path)
+        out[start + i] = to_chw(array, channels)
     out.flush()
     del out
     return len(files)
+
+
+def decode_all(
+    images_path: Path, files: Sequence[str], shape: tuple[int, int, int], settings: dict[str, Any], grey_guess: bool,
+    num_workers: int | None, progress: bool, title: str,
+) -> None:  # fmt: skip
+    """Decode every file into a new ``uint8[N, C, H, W]`` file, in chunks over ``num_workers`` processes."""
+    np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=(len(files), *shape))
+    workers = _default_workers() if num_workers is None else num_workers
+    size = max(1, min(2048, math.ceil(len(files) / max(1, 8 * workers))))
+    chunks = [(start, files[start : start + size]) for start in range(0, len(files), size)]
+    columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    args = (settings["image_size"], shape[0], grey_guess)
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        task = bar.add_task(title, total=len(files))
+        if workers == 0:
+            for start, chunk in chunks:
+                bar.advance(task, decode_into(images_path, start, chunk, *args))
+            return
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+            pending = {pool.submit(decode_into, images_path, start, chunk, *args) for start, chunk in chunks}
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        bar.advance(task, future.result())  # re-raises a worker's error (names the file)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)  # stop at the first bad file
+                raise
 
 
 def _default_workers() -> int:
@@ -224,35 +244,16 @@ def build_entry(
     """Decode ``files`` into a temporary folder beside ``entry``, fsync, then rename it to ``entry``."""
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{entry.name.rsplit('-', 1)[0]}-", dir=entry.parent))
     try:
-        channels, height, width = probe_shape(files, settings["image_size"], settings["channels"])
-        images_path = tmp / "images.npy"
-        np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=(len(files), channels, height, width))
-        workers = _default_workers() if num_workers is None else num_workers
-        size = max(1, min(2048, math.ceil(len(files) / max(1, 8 * workers))))
-        chunks = [(start, files[start : start + size]) for start in range(0, len(files), size)]
-        columns = (
-            *Progress.get_default_columns()[:2],
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, disable=not progress, transient=True) as bar:
-            task = bar.add_task(f"decoding {root.name} into {entry.parent}", total=len(files))
-            args = (settings["image_size"], channels)
-            if workers == 0:
-                for start, chunk in chunks:
-                    bar.advance(task, decode_into(images_path, start, chunk, *args))
-            else:
-                with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-                    pending = {pool.submit(decode_into, images_path, start, chunk, *args) for start, chunk in chunks}
-                    try:
-                        while pending:
-                            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                            for future in done:
-                                bar.advance(task, future.result())  # re-raises a worker's error (names the file)
-                    except BaseException:
-                        pool.shutdown(wait=False, cancel_futures=True)  # stop at the first bad file
-                        raise
+        channels, height, width, grey_guess = first_shape(files, settings["image_size"], settings["channels"])
+        images_path, title = tmp / "images.npy", f"decoding {root.name} into {entry.parent}"
+        try:
+            decode_all(
+                images_path, files, (channels, height, width), settings, grey_guess, num_workers, progress, title
+            )
+        except ColourImageFound as found:
+            log.info("%s is a colour image: decoding %s again as RGB (channels=None)", found, root)
+            channels = 3
+            decode_all(images_path, files, (channels, height, width), settings, False, num_workers, progress, title)
         np.save(tmp / "labels.npy", np.asarray(labels, dtype=np.int64))
         manifest = {
             "format_version": FORMAT_VERSION,

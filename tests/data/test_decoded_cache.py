@@ -230,3 +230,17 @@ def test_folder_cached_yaml_trains_then_reuses_its_cache(tmp_path, monkeypatch, 
     no_decoding(monkeypatch)
     cli = fast_dev_run(config, *args)  # the second run maps the cache; a loader worker maps it too
     assert cli.trainer.state.finished and isinstance(cli.datamodule.datasets["labelled"].images, MemmapImages)
+
+
+def test_grey_first_then_colour_is_rgb_all_grey_is_one_channel_and_sizes_must_match(tmp_path):
+    root = write_tree(tmp_path / "mixed")  # its first file is grey, the others colour
+    assert Image.open(root / "class0" / "0.png").mode == "L"
+    assert cached_image_tree(root, tmp_path / "cache", num_workers=0, progress=False)[0].shape[1] == 3
+    grey = tmp_path / "grey"
+    for i in range(3):
+        (grey / "a").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((5, 5), 40 * i, np.uint8)).save(grey / "a" / f"{i}.png")
+    assert_same(cached_image_tree(grey, tmp_path / "cache", num_workers=0, progress=False), read_image_tree(grey))
+    Image.fromarray(np.zeros((6, 5), np.uint8)).save(grey / "a" / "9.png")
+    with pytest.raises(ValueError, match=r"9\.png is 5x6 but the first image is 5x5\. Set image_size"):
+        cached_image_tree(grey, tmp_path / "cache", num_workers=0, progress=False)
