@@ -15,10 +15,17 @@ from litdata import StreamingDataLoader, StreamingDataset  # noqa: E402
 from litdata.utilities.env import _DistributedEnv  # noqa: E402
 
 from ssl_lightning.data.cli import main as data_cli  # noqa: E402
+from ssl_lightning.data.digits import DigitsDataModule  # noqa: E402
 from ssl_lightning.data.episodic import EpisodicDataModule  # noqa: E402
 from ssl_lightning.data.folder import ImageFolderDataModule, read_image_tree  # noqa: E402
 from ssl_lightning.data.semisup import SemiSupervisedDataModule  # noqa: E402
-from ssl_lightning.data.streaming import ItemToTensors, StreamedImages, StreamingMetadata, optimize_image_folder  # noqa: E402
+from ssl_lightning.data.streaming import (  # noqa: E402
+    ItemToTensors,
+    StreamedImages,
+    StreamingMetadata,
+    optimize_image_folder,
+    optimize_split,
+)
 from ssl_lightning.data.streaming_datamodule import StreamingImageDataModule, StreamingPool  # noqa: E402
 from tests.helpers import EXPERIMENTS, fast_dev_run  # noqa: E402
 
@@ -172,3 +179,18 @@ def test_classifier_fast_dev_run_on_the_streaming_yaml(optimized, tmp_path):
     assert isinstance(cli.datamodule, StreamingImageDataModule)  # type: ignore[attr-defined]
     assert cli.trainer.state.finished  # type: ignore[attr-defined]
     assert isinstance(cli.trainer.train_dataloader, StreamingDataLoader)  # type: ignore[attr-defined]
+
+
+def test_a_datamodule_split_streams_back_bitwise_with_its_test_split(tmp_path):
+    digits = DigitsDataModule(val_size=0, test_size=360)
+    optimize_split(digits, "train", tmp_path / "train")
+    optimize_split(digits, "test", tmp_path / "test")
+    images, labels, _ = digits.load_split("train")
+    assert torch.equal(StreamedImages(str(tmp_path / "train"))[:], images)
+    data = StreamingImageDataModule(input_dir=str(tmp_path / "train"), test_input_dir=str(tmp_path / "test"))
+    data.setup("fit")
+    test_images, test_labels, _ = digits.load_split("test")
+    x, y = next(iter(data.test_dataloader()))
+    assert torch.equal(x, test_images[:64]) and torch.equal(y, test_labels[:64])
+    with pytest.raises(FileExistsError, match="not empty; refusing to overwrite"):
+        optimize_split(digits, "test", tmp_path / "test")
