@@ -37,7 +37,8 @@ class StreamingImageDataModule(ImageDataModule):
     Training batches (``sampler: random``, ``resample: none``) come from a ``litdata.StreamingDataLoader``
     over a shuffled ``StreamingDataset`` restricted to the training pool (``subset``): LitData shards it over
     DDP ranks and loader workers, reshuffles every epoch (seeded by ``seed``) and resumes mid-epoch from its
-    ``state_dict`` (Lightning saves it in checkpoints). In a :class:`SemiSupervisedDataModule` the labelled and
+    ``state_dict`` (Lightning saves it in checkpoints; the epoch after a resumed one is a new one, see
+    :mod:`~ssl_lightning.data.litdata_loader`). In a :class:`SemiSupervisedDataModule` the labelled and
     unlabelled pools stream the same way. What this does not support:
 
     * ``sampler: weighted | class_balanced`` and ``resample``: these draw indices, so training falls back to
@@ -153,13 +154,17 @@ class StreamingImageDataModule(ImageDataModule):
     ) -> DataLoader:
         """A ``litdata.StreamingDataLoader`` over a shuffled pool: ``(uint8[B, C, H, W], long[B])`` batches.
 
+        (:class:`~ssl_lightning.data.litdata_loader.ResumableStreamingDataLoader`: resumes exactly under Lightning.)
+
         Args:
             pool: ``"labelled"`` or ``"all"`` (the unlabelled pool: every non-validation training image).
             batch_size: images per batch.
             seed_offset: added to ``seed`` for LitData's shuffle (two pools, two orders).
             with_index: add ``index: long[B]``, each image's position in the pool.
         """
-        from litdata import StreamingDataLoader, StreamingDataset
+        from litdata import StreamingDataset
+
+        from ssl_lightning.data.litdata_loader import ResumableStreamingDataLoader
 
         if not self.datasets:
             self.setup("fit")
@@ -179,7 +184,7 @@ class StreamingImageDataModule(ImageDataModule):
         )
         if len(indices) < self.meta.num_items:
             stream = stream.subset(indices.tolist())
-        return StreamingDataLoader(stream, batch_size=batch_size, num_workers=self.num_workers)
+        return ResumableStreamingDataLoader(stream, batch_size=batch_size, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         if self.sampler != "random" or self.resample != "none":

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
 
 pytest.importorskip("litdata")
@@ -27,6 +29,8 @@ from ssl_lightning.data.streaming import (  # noqa: E402
     optimize_split,
 )
 from ssl_lightning.data.streaming_datamodule import StreamingImageDataModule, StreamingPool  # noqa: E402
+from ssl_lightning.methods import Classifier  # noqa: E402
+from ssl_lightning.nets import LeNet  # noqa: E402
 from tests.helpers import EXPERIMENTS, fast_dev_run  # noqa: E402
 
 CLASSES, PER_CLASS = 4, 6
@@ -113,6 +117,38 @@ def test_streaming_loader_resumes_mid_epoch(optimized):
     resumed = data.train_dataloader()
     resumed.load_state_dict(state)
     rest = [y.tolist() for _, y in resumed]
+    assert first + rest == full
+
+
+class RecordLabels(pl.Callback):
+    def __init__(self) -> None:
+        self.seen: list[list[int]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.seen.append(batch[1].tolist())
+
+
+def test_a_fit_resumed_mid_epoch_from_a_checkpoint_sees_the_uninterrupted_batches(optimized, tmp_path):
+    """Lightning saves the StreamingDataLoader's state; the resumed epoch and the epoch after it match."""
+    _, ld = optimized
+
+    def fit(max_steps: int, ckpt_path: str | None = None, save: bool = False) -> list[list[int]]:
+        record = RecordLabels()
+        callbacks: list[pl.Callback] = [record]
+        if save:
+            callbacks.append(ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_top_k=-1))
+        trainer = pl.Trainer(
+            max_steps=max_steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+            enable_model_summary=False, enable_checkpointing=save, callbacks=callbacks, limit_val_batches=0,
+            default_root_dir=tmp_path,
+        )  # fmt: skip
+        model = Classifier(backbone=LeNet(num_classes=CLASSES, in_chans=3, input_size=8, padding=2))
+        trainer.fit(model, datamodule=StreamingImageDataModule(input_dir=str(ld), batch_size=5), ckpt_path=ckpt_path)
+        return record.seen
+
+    full = fit(12)  # 5 batches per epoch: epochs 0, 1 and two batches of 2
+    first = fit(7, save=True)
+    rest = fit(12, ckpt_path=str(next(tmp_path.glob("*step=7.ckpt"))))
     assert first + rest == full
 
 
