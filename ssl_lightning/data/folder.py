@@ -49,6 +49,51 @@ def decode_image(source: Path | bytes, image_size: int | None, colour: bool = Fa
         ) from err
 
 
+def to_channels(array: np.ndarray, channels: int) -> np.ndarray:
+    """A decoded image (uint8[H, W] grey or uint8[H, W, 3]) -> uint8[channels, H, W]: grey is repeated to RGB,
+    RGB becomes ITU-R 601-2 luma (as PIL's ``convert("L")``)."""
+    if array.ndim == 2:
+        return array[None] if channels == 1 else np.repeat(array[None], 3, axis=0)
+    array = array.transpose(2, 0, 1)
+    if channels == 1:
+        array = array.astype(np.float32) * np.array([0.299, 0.587, 0.114], np.float32)[:, None, None]
+        array = array.sum(axis=0, keepdims=True).round().clip(0, 255).astype(np.uint8)
+    return array
+
+
+def list_image_tree(root: Path, class_depth: int = 1) -> tuple[list[Path], list[int], list[str]]:
+    """The image files of ``root/<class>/**`` in reading order: ``(files, labels, class_names)``.
+
+    Classes are sorted by relative path and labelled ``0..K-1``, files sorted by path within a class
+    (the order :func:`read_image_tree` and the LitData writer both use).
+
+    Raises:
+        FileNotFoundError: no class folders ``class_depth`` levels below ``root``.
+        ValueError: a class folder without images.
+    """
+    class_dirs = _class_dirs(root, class_depth)
+    if not class_dirs:
+        raise FileNotFoundError(
+            f"No class folders {class_depth} level(s) below {root}. Expected {root}/"
+            + "/".join(["<class>"] * class_depth)
+            + "/<image>.png."
+        )
+    files: list[Path] = []
+    labels: list[int] = []
+    names: list[str] = []
+    for label, folder in enumerate(class_dirs):
+        found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not found:
+            raise ValueError(
+                f"Class folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)}). "
+                f"Remove the folder or add images to it."
+            )
+        names.append(folder.relative_to(root).as_posix())
+        files += found
+        labels += [label] * len(found)
+    return files, labels, names
+
+
 def read_image_tree(
     root: Path, class_depth: int = 1, image_size: int | None = None, channels: int | None = None
 ) -> tuple[Tensor, Tensor, list[str]]:
@@ -79,44 +124,18 @@ def read_image_tree(
         raise ValueError(f"channels must be 1, 3 or null, got {channels}")
     if not root.is_dir():
         raise FileNotFoundError(f"Image folder {root} does not exist. Point root at a folder of class folders.")
-    class_dirs = _class_dirs(root, class_depth)
-    if not class_dirs:
-        raise FileNotFoundError(
-            f"No class folders {class_depth} level(s) below {root}. Expected {root}/"
-            + "/".join(["<class>"] * class_depth)
-            + "/<image>.png."
-        )
+    files, labels, names = list_image_tree(root, class_depth)
     arrays: list[np.ndarray] = []
-    labels: list[int] = []
-    names: list[str] = []
-    for label, folder in enumerate(class_dirs):
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not files:
+    for path in files:
+        array = decode_image(path, image_size)
+        if arrays and array.shape[:2] != arrays[0].shape[:2]:
             raise ValueError(
-                f"Class folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)}). "
-                f"Remove the folder or add images to it."
+                f"{path} is {array.shape[1]}x{array.shape[0]} but earlier images are "
+                f"{arrays[0].shape[1]}x{arrays[0].shape[0]}. Set image_size to resize all images to one size."
             )
-        names.append(folder.relative_to(root).as_posix())
-        for path in files:
-            array = decode_image(path, image_size)
-            if arrays and array.shape[:2] != arrays[0].shape[:2]:
-                raise ValueError(
-                    f"{path} is {array.shape[1]}x{array.shape[0]} but earlier images are "
-                    f"{arrays[0].shape[1]}x{arrays[0].shape[0]}. Set image_size to resize all images to one size."
-                )
-            arrays.append(array)
-            labels.append(label)
+        arrays.append(array)
     out_channels = channels if channels is not None else (1 if all(a.ndim == 2 for a in arrays) else 3)
-    converted = []
-    for array in arrays:
-        if array.ndim == 2:
-            array = array[None] if out_channels == 1 else np.repeat(array[None], 3, axis=0)
-        else:
-            array = array.transpose(2, 0, 1)
-            if out_channels == 1:  # ITU-R 601-2 luma, as PIL's convert("L")
-                array = array.astype(np.float32) * np.array([0.299, 0.587, 0.114], np.float32)[:, None, None]
-                array = array.sum(axis=0, keepdims=True).round().clip(0, 255).astype(np.uint8)
-        converted.append(array)
+    converted = [to_channels(array, out_channels) for array in arrays]
     images = torch.from_numpy(np.stack(converted)).contiguous()
     return images, torch.tensor(labels, dtype=torch.long), names
 
