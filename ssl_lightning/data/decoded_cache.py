@@ -49,7 +49,7 @@ import torch
 from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
-from ssl_lightning.data.folder import decode_image, list_image_tree, to_chw
+from ssl_lightning.data.folder import check_tree_arguments, decode_image, list_image_tree, to_channels
 from ssl_lightning.data.memmap import MemmapImages
 
 log = logging.getLogger(__name__)
@@ -96,14 +96,14 @@ def cached_image_tree(
     Raises:
         FileNotFoundError, ValueError: as ``read_image_tree``; a corrupt file is named and no entry is left.
     """
-    root = Path(root).expanduser().resolve()
+    root = check_tree_arguments(root, class_depth, channels).resolve()
     cache_dir = Path(cache_dir).expanduser()
     if cache_dir.resolve().is_relative_to(root):
         raise ValueError(
             f"cache_dir {cache_dir} lies inside the image folder {root}, where it would be read as a class. "
             f"Put the cache outside it."
         )
-    files, labels, names = list_image_tree(root, class_depth, channels)
+    files, labels, names = list_image_tree(root, class_depth)
     settings = {"class_depth": class_depth, "image_size": image_size, "channels": channels}
     fingerprint = tree_fingerprint(root, files, settings)
     key = hashlib.sha1(json.dumps([str(root), settings]).encode()).hexdigest()[:10]
@@ -191,7 +191,7 @@ def decode_into(
             )
         if grey_guess and array.ndim == 3:
             raise ColourImageFound(path)
-        out[start + i] = to_chw(array, channels)
+        out[start + i] = to_channels(array, channels)
     out.flush()
     del out
     return len(files)

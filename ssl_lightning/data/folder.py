@@ -51,42 +51,16 @@ def decode_image(source: Path | bytes, image_size: int | None, colour: bool = Fa
         ) from err
 
 
-def read_image_tree(
-    root: Path, class_depth: int = 1, image_size: int | None = None, channels: int | None = None
-) -> tuple[Tensor, Tensor, list[str]]:
-    """Read ``root/<class>/**/*.{png,jpg,...}`` into memory.
-
-    Args:
-        root: the folder whose sub-folders are the classes.
-        class_depth: how many folder levels name a class. ``1``: ``root/<class>/*.png``;
-            ``2``: ``root/<alphabet>/<character>/*.png`` (Omniglot), classes named
-            ``"alphabet/character"``. Images are collected recursively below a class folder.
-        image_size: resize every image to ``image_size x image_size`` (bilinear). ``None``
-            keeps the files' size, which must then be the same for all images.
-        channels: ``1`` (grey) or ``3`` (RGB). ``None``: 1 if every image is grey, else 3.
-
-    Returns:
-        ``(images: uint8[N, C, H, W], labels: long[N], class_names)``; classes are sorted by
-        name and labelled ``0..K-1``, images sorted by path within a class.
-
-    Raises:
-        FileNotFoundError: ``root`` is missing or has no class folders.
-        ValueError: a class folder without images, a corrupt/truncated file (named), images of
-            different sizes without ``image_size``, or a bad argument.
-    """
-    files, labels, names = list_image_tree(root, class_depth, channels)
-    arrays: list[np.ndarray] = []
-    for path in files:
-        array = decode_image(path, image_size)
-        if arrays and array.shape[:2] != arrays[0].shape[:2]:
-            raise ValueError(
-                f"{path} is {array.shape[1]}x{array.shape[0]} but earlier images are "
-                f"{arrays[0].shape[1]}x{arrays[0].shape[0]}. Set image_size to resize all images to one size."
-            )
-        arrays.append(array)
-    out_channels = channels if channels is not None else (1 if all(a.ndim == 2 for a in arrays) else 3)
-    images = torch.from_numpy(np.stack([to_chw(array, out_channels) for array in arrays])).contiguous()
-    return images, torch.tensor(labels, dtype=torch.long), names
+def to_channels(array: np.ndarray, channels: int) -> np.ndarray:
+    """A decoded image (uint8[H, W] grey or uint8[H, W, 3]) -> uint8[channels, H, W]: grey is repeated to RGB,
+    RGB becomes ITU-R 601-2 luma (as PIL's ``convert("L")``)."""
+    if array.ndim == 2:
+        return array[None] if channels == 1 else np.repeat(array[None], 3, axis=0)
+    array = array.transpose(2, 0, 1)
+    if channels == 1:
+        array = array.astype(np.float32) * np.array([0.299, 0.587, 0.114], np.float32)[:, None, None]
+        array = array.sum(axis=0, keepdims=True).round().clip(0, 255).astype(np.uint8)
+    return array
 
 
 def _image_files(folder: Path) -> list[str]:
@@ -105,24 +79,17 @@ def _image_files(folder: Path) -> list[str]:
     return sorted(found, key=lambda path: path.split(os.sep))
 
 
-def list_image_tree(
-    root: Path, class_depth: int = 1, channels: int | None = None
-) -> tuple[list[Path], list[int], list[str]]:
-    """The image files of a class folder tree, in :func:`read_image_tree`'s order, without reading them.
+def list_image_tree(root: Path, class_depth: int = 1) -> tuple[list[str], list[int], list[str]]:
+    """The image files of ``root/<class>/**`` in reading order: ``(files, labels, class_names)``.
 
-    Returns:
-        ``(files, labels, class_names)``: files sorted by class name then path, their labels ``0..K-1``.
+    Classes are sorted by relative path and labelled ``0..K-1``, files sorted by path within a class
+    (the order :func:`read_image_tree`, the decoded cache and the LitData writer all use). Files are
+    path strings (``Path`` objects cost more than the listing itself for large folders).
 
     Raises:
-        FileNotFoundError, ValueError: as :func:`read_image_tree` for a missing tree or an empty class.
+        FileNotFoundError: no class folders ``class_depth`` levels below ``root``.
+        ValueError: a class folder without images.
     """
-    root = Path(root).expanduser()
-    if class_depth < 1:
-        raise ValueError(f"class_depth must be >= 1, got {class_depth}")
-    if channels not in (None, 1, 3):
-        raise ValueError(f"channels must be 1, 3 or null, got {channels}")
-    if not root.is_dir():
-        raise FileNotFoundError(f"Image folder {root} does not exist. Point root at a folder of class folders.")
     class_dirs = _class_dirs(root, class_depth)
     if not class_dirs:
         raise FileNotFoundError(
@@ -146,16 +113,56 @@ def list_image_tree(
     return files, labels, names
 
 
-def to_chw(array: np.ndarray, channels: int) -> np.ndarray:
-    """A decoded uint8[H, W] or uint8[H, W, 3] image -> uint8[channels, H, W]: grey is repeated to RGB,
-    RGB becomes ITU-R 601-2 luma (as PIL's ``convert("L")``)."""
-    if array.ndim == 2:
-        return array[None] if channels == 1 else np.repeat(array[None], 3, axis=0)
-    array = array.transpose(2, 0, 1)
-    if channels == 1:
-        array = array.astype(np.float32) * np.array([0.299, 0.587, 0.114], np.float32)[:, None, None]
-        array = array.sum(axis=0, keepdims=True).round().clip(0, 255).astype(np.uint8)
-    return array
+def check_tree_arguments(root: str | Path, class_depth: int, channels: int | None) -> Path:
+    """``root`` expanded, after checking the arguments every reader of a class folder tree takes."""
+    root = Path(root).expanduser()
+    if class_depth < 1:
+        raise ValueError(f"class_depth must be >= 1, got {class_depth}")
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1, 3 or null, got {channels}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"Image folder {root} does not exist. Point root at a folder of class folders.")
+    return root
+
+
+def read_image_tree(
+    root: Path, class_depth: int = 1, image_size: int | None = None, channels: int | None = None
+) -> tuple[Tensor, Tensor, list[str]]:
+    """Read ``root/<class>/**/*.{png,jpg,...}`` into memory.
+
+    Args:
+        root: the folder whose sub-folders are the classes.
+        class_depth: how many folder levels name a class. ``1``: ``root/<class>/*.png``;
+            ``2``: ``root/<alphabet>/<character>/*.png`` (Omniglot), classes named
+            ``"alphabet/character"``. Images are collected recursively below a class folder.
+        image_size: resize every image to ``image_size x image_size`` (bilinear). ``None``
+            keeps the files' size, which must then be the same for all images.
+        channels: ``1`` (grey) or ``3`` (RGB). ``None``: 1 if every image is grey, else 3.
+
+    Returns:
+        ``(images: uint8[N, C, H, W], labels: long[N], class_names)``; classes are sorted by
+        name and labelled ``0..K-1``, images sorted by path within a class.
+
+    Raises:
+        FileNotFoundError: ``root`` is missing or has no class folders.
+        ValueError: a class folder without images, a corrupt/truncated file (named), images of
+            different sizes without ``image_size``, or a bad argument.
+    """
+    root = check_tree_arguments(root, class_depth, channels)
+    files, labels, names = list_image_tree(root, class_depth)
+    arrays: list[np.ndarray] = []
+    for path in files:
+        array = decode_image(path, image_size)
+        if arrays and array.shape[:2] != arrays[0].shape[:2]:
+            raise ValueError(
+                f"{path} is {array.shape[1]}x{array.shape[0]} but earlier images are "
+                f"{arrays[0].shape[1]}x{arrays[0].shape[0]}. Set image_size to resize all images to one size."
+            )
+        arrays.append(array)
+    out_channels = channels if channels is not None else (1 if all(a.ndim == 2 for a in arrays) else 3)
+    converted = [to_channels(array, out_channels) for array in arrays]
+    images = torch.from_numpy(np.stack(converted)).contiguous()
+    return images, torch.tensor(labels, dtype=torch.long), names
 
 
 class ImageFolderReader(ImageReader):

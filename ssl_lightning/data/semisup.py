@@ -14,7 +14,9 @@ Images stay uint8 in the loaders; conversion, augmentation (batched, per-sample 
 
 Under DDP Lightning puts a ``DistributedSamplerWrapper`` around the sampler of every loader
 inside a ``CombinedLoader`` (``fit_loop.setup_data`` processes ``combined_loader.flattened``), so
-each rank draws distinct labelled and unlabelled batches.
+each rank draws distinct labelled and unlabelled batches. A
+:class:`~ssl_lightning.data.streaming_datamodule.StreamingImageDataModule` source streams both pools through
+LitData instead (its ``streaming_loader``; LitData shards them over ranks and workers).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch.utils.data import Dataset
 from ssl_lightning.data.augment import strong_augmentation, weak_augmentation
 from ssl_lightning.data.base import ImageDataModule
 from ssl_lightning.data.samplers import EpochSeededSampler, RepeatedSeededSampler
+from ssl_lightning.data.streaming_datamodule import StreamingImageDataModule
 from ssl_lightning.data.two_view import TwoViewDataModule, simclr_augmentation
 from ssl_lightning.data.wrapper import ViewsDataModule
 
@@ -121,6 +124,8 @@ class SemiSupervisedDataModule(ViewsDataModule):
         return len(self.source.datasets["all"])
 
     def train_dataloader(self) -> CombinedLoader:
+        if isinstance(self.source, StreamingImageDataModule):
+            return self._streaming_loaders()
         labelled, unlabelled = self.source.datasets["labelled"], self.source.datasets["all"]
         if self.unlabelled_indices:
             unlabelled = WithIndex(unlabelled)
@@ -133,6 +138,15 @@ class SemiSupervisedDataModule(ViewsDataModule):
             labelled, batch_size, RepeatedSeededSampler(len(labelled), steps * batch_size, self.seed)
         )
         return CombinedLoader({"labelled": labelled_loader, "unlabelled": unlabelled_loader}, mode="max_size_cycle")
+
+    def _streaming_loaders(self) -> CombinedLoader:
+        """Both pools as LitData ``StreamingDataLoader``s (sharded and resumed by LitData); the shorter one is
+        cycled by ``max_size_cycle``, a new LitData order each pass."""
+        source: StreamingImageDataModule = self.source  # type: ignore[assignment]
+        batch_size = source.batch_size
+        unlabelled = source.streaming_loader("all", self.mu * batch_size, 1, with_index=self.unlabelled_indices)
+        labelled = source.streaming_loader("labelled", batch_size)
+        return CombinedLoader({"labelled": labelled, "unlabelled": unlabelled}, mode="max_size_cycle")
 
     def training_views(self, batch: dict[str, Any]) -> dict[str, tuple[Tensor, ...]]:
         (x_l, y_l), (x_u, y_u, *index) = batch["labelled"], batch["unlabelled"]

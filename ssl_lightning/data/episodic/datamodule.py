@@ -21,7 +21,7 @@ from ssl_lightning.data.augment import BatchAugmentation
 from ssl_lightning.data.base import ImageDataModule
 from ssl_lightning.data.episodic.base_batches import BaseClassBatches, TrainMode
 from ssl_lightning.data.episodic.batch import EpisodeBatch, EpisodeCollate, EpisodeDataset, episode_to_float
-from ssl_lightning.data.episodic.pools import LabelledPool, Pool, load_source_pool, read_folder_pool
+from ssl_lightning.data.episodic.pools import LabelledPool, Pool, load_source_pool, read_folder_pool, select_images
 from ssl_lightning.data.episodic.sampling import EpisodeSampler, distributed_rank_and_size, episodes_per_rank
 from ssl_lightning.data.episodic.splits import SPLITS, split_classes, split_classes_from_file
 from ssl_lightning.data.resumable import ResumableDataLoader
@@ -238,7 +238,7 @@ class EpisodicDataModule(BaseClassBatches, pl.LightningDataModule):
             remap = torch.full((len(names),), -1, dtype=torch.long)
             remap[ids] = torch.arange(len(ids))
             self.datasets[split] = EpisodeDataset(
-                images[keep].contiguous(), remap[labels[keep]], self.rotations, len(ids)
+                select_images(images, keep), remap[labels[keep]], self.rotations, len(ids)
             )
             split_names = [names[c] for c in ids]
             if self.rotations:

@@ -83,11 +83,25 @@ def load_source_pool(source: ImageDataModule | LabelledPool, image_size: int | N
         images, labels, names = source.load_pool()
     else:
         raise TypeError(f"source must be an ImageDataModule or LabelledPool, got {type(source).__name__}")
+    if not isinstance(images, Tensor):  # read lazily (a LitData pool): no resizing here
+        want = (channels or images.shape[1], image_size or images.shape[2], image_size or images.shape[3])
+        if tuple(images.shape[1:]) != want:
+            raise ValueError(
+                f"{type(source).__name__} images are {list(images.shape[1:])}, not {list(want)}: set image_size and "
+                f"channels to null, or write the data again at that size (ssl-lightning-data optimize --image-size)."
+            )
+        return images, labels, names
     if image_size is not None:
         images = resize_images(images, image_size)
     if channels is not None:
         images = match_channels(images, channels)
     return images, labels, names
+
+
+def select_images(images: Tensor, keep: Tensor) -> Tensor:
+    """``images[keep]`` (bool[N] or long[M]); a lazily read pool (``StreamedImages``) returns a view instead."""
+    subset = getattr(images, "subset", None)
+    return subset(keep) if callable(subset) else images[keep].contiguous()
 
 
 def read_folder_pool(root: Path, class_depth: int, image_size: int | None, channels: int | None) -> Pool:
