@@ -22,10 +22,10 @@ from tests.helpers import REPO
 SYNCED = ["val/acc", "val/loss", "train/loss", "train/acc"]
 
 
-def run_worker(kind: str, out: Path) -> tuple[dict, dict]:
+def run_worker(kind: str, out: Path, accelerator: str = "cpu") -> tuple[dict, dict]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "ddp" / "worker.py"), kind, str(out)],
+        [sys.executable, str(REPO / "tests" / "ddp" / "worker.py"), kind, str(out), accelerator],
         cwd=out, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ssl_lightning.data.augment import Augmentations, BatchAugmentation
 from ssl_lightning.data.labelled_pool import LabelledPoolMixin, Resample, SamplerName, pool_fingerprint
+from ssl_lightning.data.memmap import Images, channel_stats, take_rows
 from ssl_lightning.data.mixing import BatchMix
 from ssl_lightning.data.samplers import BatchGenerator, EpochSeededSampler
 from ssl_lightning.data.splits import stratified_split
@@ -42,24 +43,29 @@ class ImageReader:
     def prepare(self) -> None:
         """Download or verify the files (``LightningDataModule.prepare_data``); nothing by default."""
 
-    def read(self, split: Split) -> tuple[Tensor, Tensor, list[str]]:
+    def read(self, split: Split) -> tuple[Images, Tensor, list[str]]:
         """Read one official split.
 
         Returns:
-            ``(images: uint8[N, C, H, W], labels: long[N], class_names)``.
+            ``(images: uint8[N, C, H, W], labels: long[N], class_names)``: a tensor, or the
+            :class:`~ssl_lightning.data.memmap.MemmapImages` of a decoded cache.
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement read(split)")
 
 
 class InMemoryImageDataset(Dataset[ImageBatch]):
-    """Images and labels held as tensors.
+    """Images and labels held as tensors, or images as the rows of a memory-mapped decoded cache.
+
+    Items are ``(uint8[C, H, W], long)``. With a :class:`~ssl_lightning.data.memmap.MemmapImages`
+    each item reads its one row from the mapped file (nothing is copied up front), and ``images``
+    answers what code reads from a tensor here (``len``, ``shape``, ``images[a:b]``, ``images[index]``).
 
     Args:
-        images: uint8[N, C, H, W].
+        images: uint8[N, C, H, W] (a tensor or a ``MemmapImages``).
         labels: long[N].
     """
 
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
+    def __init__(self, images: Images, labels: Tensor) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"images must be uint8[N, C, H, W], got {images.dtype}{list(images.shape)}")
         if len(images) != len(labels):
@@ -173,11 +179,12 @@ class ImageDataModule(LabelledPoolMixin, pl.LightningDataModule):
         self.std = torch.ones(1)
 
     # ---- reading -----------------------------------------------------------------------
-    def load_split(self, split: Split) -> tuple[Tensor, Tensor, list[str]]:
+    def load_split(self, split: Split) -> tuple[Images, Tensor, list[str]]:
         """Read one official split from disk (the ``reader``'s).
 
         Returns:
-            ``(images: uint8[N, C, H, W], labels: long[N], class_names)``.
+            ``(images: uint8[N, C, H, W], labels: long[N], class_names)``; images are a tensor, or the
+            :class:`~ssl_lightning.data.memmap.MemmapImages` of a decoded cache.
         """
         if self.reader is None:
             raise ValueError(f"{type(self).__name__} has no reader: pass reader= or override load_split.")
@@ -200,14 +207,14 @@ class ImageDataModule(LabelledPoolMixin, pl.LightningDataModule):
         images, labels, self.class_names = self.load_split("train")
         train_idx, val_idx = stratified_split(labels, self.val_size, self.seed)
         labelled_idx = train_idx[self.choose_labelled(train_idx, labels[train_idx])]
-        self.datasets["labelled"] = InMemoryImageDataset(images[labelled_idx], labels[labelled_idx])
-        self.datasets["all"] = InMemoryImageDataset(images[train_idx], labels[train_idx])
-        self.datasets["val"] = InMemoryImageDataset(images[val_idx], labels[val_idx])
+        # take_rows: index views of a memory-mapped cache, copies of a tensor (as before)
+        self.datasets["labelled"] = InMemoryImageDataset(take_rows(images, labelled_idx), labels[labelled_idx])
+        self.datasets["all"] = InMemoryImageDataset(take_rows(images, train_idx), labels[train_idx])
+        self.datasets["val"] = InMemoryImageDataset(take_rows(images, val_idx), labels[val_idx])
         test_images, test_labels, _ = self.load_split("test")
         self.datasets["test"] = InMemoryImageDataset(test_images, test_labels)
-        pool = images[train_idx].float() / 255
-        self.mean = pool.mean(dim=(0, 2, 3))
-        self.std = pool.std(dim=(0, 2, 3)).clamp_min(1e-6)
+        self.mean, std = channel_stats(self.datasets["all"].images)
+        self.std = std.clamp_min(1e-6)
         log.info(
             "%s: %d labelled / %d training images, %d val, %d test; labelled per class: %s",
             type(self).__name__,

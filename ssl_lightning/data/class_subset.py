@@ -7,6 +7,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ssl_lightning.data.base import ImageDataModule, InMemoryImageDataset
+from ssl_lightning.data.memmap import take_rows
 from ssl_lightning.data.samplers import EpochSeededSampler
 from ssl_lightning.data.wrapper import WrappedDataModule
 
@@ -68,7 +69,7 @@ class ClassSubsetDataModule(WrappedDataModule):
         for split, dataset in self.source.datasets.items():
             new_labels = relabel[dataset.labels]
             keep = new_labels >= 0
-            self.datasets[split] = InMemoryImageDataset(dataset.images[keep], new_labels[keep])
+            self.datasets[split] = InMemoryImageDataset(take_rows(dataset.images, keep), new_labels[keep])
         self._class_names = [self.source.class_names[c] for c in self.classes]
         empty = [c for c in range(len(self.classes)) if not (self.datasets[self.train_pool].labels == c).any()]
         if empty:

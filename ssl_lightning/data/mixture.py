@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from ssl_lightning.data.augment import BatchAugmentation
 from ssl_lightning.data.base import ImageDataModule, InMemoryImageDataset
+from ssl_lightning.data.memmap import as_tensor, channel_stats
 from ssl_lightning.data.mixing import BatchMix
 from ssl_lightning.data.samplers import MixtureSampler, apportion
 from ssl_lightning.data.splits import class_counts
@@ -172,7 +173,7 @@ class MixtureDataModule(ImageDataModule):
 
         def joined(split: str) -> InMemoryImageDataset:
             parts = [c.datasets[c.train_pool if split == "train" else split] for c in self.components]
-            images = torch.cat([p.images for p in parts])
+            images = torch.cat([as_tensor(p.images) for p in parts])
             labels = torch.cat([m[p.labels] for m, p in zip(maps, parts, strict=True)])
             return InMemoryImageDataset(images, labels)
 
@@ -180,9 +181,8 @@ class MixtureDataModule(ImageDataModule):
         self.datasets["all"] = joined("all")
         self.datasets["val"] = joined("val")
         self.datasets["test"] = joined("test")
-        pool = self.datasets["all"].images.float() / 255
-        self.mean = pool.mean(dim=(0, 2, 3))
-        self.std = pool.std(dim=(0, 2, 3)).clamp_min(1e-6)
+        self.mean, std = channel_stats(self.datasets["all"].images)
+        self.std = std.clamp_min(1e-6)
         self.sizes = [len(c.datasets[c.train_pool]) for c in self.components]
         self.labelled_class_counts = class_counts(self.datasets["labelled"].labels, len(self.class_names))
         log.info(

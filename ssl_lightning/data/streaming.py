@@ -204,7 +204,8 @@ def optimize_image_folder(
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1, 3 or None, got {channels}")
     out = _check_output_dir(output_dir)
-    files, labels, names = list_image_tree(root, class_depth)
+    paths, labels, names = list_image_tree(root, class_depth)
+    files = [Path(p) for p in paths]  # list_image_tree gives path strings
     digest = hashlib.sha1(f"{image_size}|{channels}|{encoding}".encode())
     modes, sizes = set(), set()
     for path in files:  # headers only: channel count and common size before any worker decodes

@@ -5,6 +5,7 @@ a test function. Each rank writes what it saw to ``<out>/<kind>_rank<r>.json``.
 
     python tests/ddp/worker.py classifier OUT_DIR
     python tests/ddp/worker.py episodic OUT_DIR
+    python tests/ddp/worker.py classifier OUT_DIR gpu     # 2 GPUs, NCCL (tests/gpu/test_gpu.py)
 """
 
 from __future__ import annotations
@@ -67,14 +68,14 @@ def build(kind: str):
     return model, data
 
 
-def main(kind: str, out: Path) -> None:
+def main(kind: str, out: Path, accelerator: str = "cpu") -> None:
     pl.seed_everything(0)
     model, data = build(kind)
     recorder = Recorder(episodic=kind == "episodic")
     checkpoint = ModelCheckpoint(dirpath=out / f"{kind}_ckpt", monitor="val/acc", mode="max", save_last=True)
     trainer = pl.Trainer(
         strategy="ddp",
-        accelerator="cpu",
+        accelerator=accelerator,
         devices=2,
         max_epochs=1,
         limit_train_batches=4,
@@ -91,4 +92,4 @@ def main(kind: str, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]))
+    main(sys.argv[1], Path(sys.argv[2]), *sys.argv[3:4])

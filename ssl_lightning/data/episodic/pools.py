@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ssl_lightning.data.base import ImageDataModule
+from ssl_lightning.data.memmap import as_tensor
 
 Pool = tuple[Tensor, Tensor, list[str]]
 OMNIGLOT_PARTS = ("images_background", "images_evaluation")
@@ -46,7 +47,8 @@ def pool_from_datamodule(source: ImageDataModule) -> Pool:
     """All images of an :class:`ImageDataModule`'s official train and test splits, one label space."""
     images, labels, names = source.load_split("train")
     test_images, test_labels, _ = source.load_split("test")
-    return torch.cat([images, test_images]), torch.cat([labels, test_labels]), list(names)
+    # episodes index the pool by class, so a memory-mapped cache is read into memory here
+    return torch.cat([as_tensor(images), as_tensor(test_images)]), torch.cat([labels, test_labels]), list(names)
 
 
 def resize_images(images: Tensor, image_size: int) -> Tensor:
