@@ -38,6 +38,7 @@ class DINO(MomentumSelfSupervised):
             hidden_dim: 256
             bottleneck_dim: 64
             output_dim: 1024
+            batch_norm: true
             momentum_start: 0.99
             encoder_path: checkpoints/dino_digits_encoder.pt
 
@@ -46,7 +47,8 @@ class DINO(MomentumSelfSupervised):
         hidden_dim: hidden size of the head's MLP (2048 in the paper).
         bottleneck_dim: size of the l2-normalised bottleneck (256).
         output_dim: number of prototypes ``K`` of the last layer (65,536).
-        batch_norm: batch norm in the head's MLP (the paper's ResNet-50 runs; off for ViTs).
+        batch_norm: batch norm in the head's MLP (DINO's ``use_bn_in_head``; off for ViTs). The digits
+            YAML sets it: with LeNet and no batch norm the 600-step run collapsed to uniform outputs.
         teacher_temp: teacher softmax temperature (0.04-0.07 in the paper).
         student_temp: student softmax temperature (0.1).
         center_momentum: EMA rate of the teacher centre (0.9).

@@ -51,6 +51,7 @@ class MoCo(MomentumSelfSupervised):
         queue_size: number of past keys used as negatives (65,536 in the paper; below a few batches
             the queue holds mostly the keys of the last steps).
         temperature: InfoNCE temperature (0.2 in v2).
+        batch_norm: batch norm after both layers of the projection head (v3's head; v2 has none).
         gather_distributed: under DDP, enqueue the keys of every rank (the queue is then the same on all).
         **momentum_args: :class:`~ssl_lightning.methods.momentum.MomentumSelfSupervised`'s arguments
             (``momentum_start``, ``momentum_end``; v2: 0.999 constant) and the base's (``optimizer``, ...).
@@ -63,6 +64,7 @@ class MoCo(MomentumSelfSupervised):
         hidden_dim: int | None = None,
         queue_size: int = 4096,
         temperature: float = 0.2,
+        batch_norm: bool = False,
         gather_distributed: bool = True,
         **momentum_args: Any,
     ) -> None:
@@ -70,7 +72,9 @@ class MoCo(MomentumSelfSupervised):
         if projection_dim < 1 or queue_size < 1:
             raise ValueError(f"projection_dim and queue_size must be >= 1, got {projection_dim}, {queue_size}")
         heads = lightly_module("lightly.models.modules.heads", "MoCo")
-        self.projection = heads.MoCoProjectionHead(self.num_features, hidden_dim or self.num_features, projection_dim)
+        self.projection = heads.MoCoProjectionHead(
+            self.num_features, hidden_dim or self.num_features, projection_dim, batch_norm=batch_norm
+        )
         self.add_teacher("encoder", "encoder_momentum")
         self.add_teacher("projection", "projection_momentum")
         self.criterion = lightly_module("lightly.loss", "MoCo").NTXentLoss(
