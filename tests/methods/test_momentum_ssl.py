@@ -30,8 +30,14 @@ METHODS = {
                               **kw),
     "DINO": lambda **kw: DINO(lenet(), hidden_dim=32, bottleneck_dim=8, output_dim=32, knn_k=0, momentum_start=0.9,
                               **kw),
+    # the digits YAMLs' batch-normed heads: the teacher's running statistics resume too
+    "MoCo+bn": lambda **kw: MoCo(lenet(), projection_dim=16, hidden_dim=32, queue_size=40, knn_k=0, batch_norm=True,
+                                 momentum_start=0.9, **kw),
+    "DINO+bn": lambda **kw: DINO(lenet(), hidden_dim=32, bottleneck_dim=8, output_dim=32, knn_k=0, batch_norm=True,
+                                 momentum_start=0.9, **kw),
 }  # fmt: skip
-STATE = {"MoCo": ["criterion.memory_bank.bank", "criterion.memory_bank.bank_ptr"], "DINO": ["criterion.center"]}
+QUEUE = ["criterion.memory_bank.bank", "criterion.memory_bank.bank_ptr"]
+STATE = {"MoCo": QUEUE, "MoCo+bn": QUEUE, "DINO": ["criterion.center"], "DINO+bn": ["criterion.center"]}
 
 
 def two_views(n: int = 8) -> DataLoader:
@@ -129,10 +135,12 @@ def test_checkpoint_round_trip_and_resume_restore_teacher_queue_and_centre(name,
     trainer(4).fit(straight, two_views())
     for key in STATE.get(name, []):  # the method's extra state is in the state dict and has moved
         assert key in straight.state_dict()
-    if name == "MoCo":
+    if name.endswith("+bn"):
+        assert any(k.endswith("running_mean") for k in teacher_state(straight))
+    if name.startswith("MoCo"):
         # 2 x 8 keys per step into 40 places: 16, 32, then the 8 that fit (pointer back to 0), 16
         assert int(straight.criterion.memory_bank.bank_ptr) == 16
-    if name == "DINO":
+    if name.startswith("DINO"):
         assert straight.center.abs().sum() > 0
 
     pl.seed_everything(0)
