@@ -64,7 +64,8 @@ class MomentumSelfSupervised(SelfSupervisedModule):
     checkpoint written after step ``k`` holds the teacher of step ``k``, so a resumed run repeats
     the uninterrupted one. Logs ``train/momentum``.
 
-    Under DDP the students' weights are synchronised, so every rank's teachers stay equal.
+    Under DDP the students' weights are synchronised, so every rank's teacher weights stay equal (their
+    batch-norm running statistics are per rank, like the students'; ``tests/test_ddp.py`` checks both ranks).
 
     Args:
         encoder: a backbone following the timm contract (``num_features``, ``forward_features``).
