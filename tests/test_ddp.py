@@ -85,3 +85,27 @@ def test_adaptive_threshold_methods_hold_equal_state_on_two_ranks(tmp_path):
     flex0, flex1 = (torch.load(tmp_path / f"FlexMatch_rank{r}.pt", weights_only=True) for r in (0, 1))
     recorded = set(torch.nonzero(flex0["state"]["selected_label"] >= 0).flatten().tolist())
     assert recorded == set(flex0["seen"].tolist()) | set(flex1["seen"].tolist())
+
+
+@pytest.mark.slow
+def test_momentum_methods_hold_equal_teachers_queue_and_centre_on_two_ranks(tmp_path):
+    """BYOL, MoCo (keys gathered into the queue, shuffled BN), DINO (centre all-reduced) under DDP."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "ddp" / "momentum_worker.py"), str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("BYOL", "MoCo", "DINO"):
+        rank0, rank1 = (torch.load(tmp_path / f"{name}_rank{r}.pt", weights_only=True) for r in (0, 1))
+        assert rank0["world_size"] == 2
+        assert not torch.equal(rank0["seen"], rank1["seen"]), f"{name}: both ranks trained on the same images"
+        assert rank0["state"] and rank0["state"].keys() == rank1["state"].keys()
+        # batch-norm running statistics are per rank, like the students' (DDP broadcasts rank 0's at each step)
+        for key, value in rank0["state"].items():
+            if not key.endswith(("running_mean", "running_var", "num_batches_tracked")):
+                assert torch.equal(value, rank1["state"][key]), (name, key)
+    moco = torch.load(tmp_path / "MoCo_rank0.pt", weights_only=True)["state"]
+    # 2 ranks x 2 views x 8 keys gathered per step into 40 places: 32, then the 8 that fit (back to 0), 32
+    # (each rank's own 16 keys alone would give 16, 32, 0)
+    assert int(moco["criterion.memory_bank.bank_ptr"]) == 32

@@ -34,14 +34,26 @@ METHODS = {
     "FreeMatch": ("semisup/freematch_digits.yaml", []),
     "SoftMatch": ("semisup/softmatch_digits.yaml", []),
     "SimCLR": ("pretrain/simclr_digits.yaml", []),
+    "BYOL": ("pretrain/byol_digits.yaml", []),
+    "MoCo": ("pretrain/moco_digits.yaml", []),
+    "DINO": ("pretrain/dino_digits.yaml", []),
 }
 
 
 def run(config: str, extra: list[str], seed: int, workdir: Path) -> tuple[dict[str, float], Path | None]:
     workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(workdir)  # relative outputs (encoder exports) of the two runs must not meet
-    args = ["fit", "--config", str(EXPERIMENTS / config), *SHORT, *extra, "--seed_everything", str(seed),
-            "--trainer.default_root_dir", str(workdir)]
+    args = [
+        "fit",
+        "--config",
+        str(EXPERIMENTS / config),
+        *SHORT,
+        *extra,
+        "--seed_everything",
+        str(seed),
+        "--trainer.default_root_dir",
+        str(workdir),
+    ]
     cli = run_cli(*args)
     metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
     checkpoint = cli.trainer.checkpoint_callback

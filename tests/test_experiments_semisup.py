@@ -21,7 +21,9 @@ CIFAR = [
     EXPERIMENTS / "semisup" / "freematch_cifar10_250_conv4.yaml",
     EXPERIMENTS / "semisup" / "softmatch_cifar10_250_conv4.yaml",
     EXPERIMENTS / "pretrain" / "simclr_cifar10.yaml",
+    *(EXPERIMENTS / "pretrain" / f"{method}_cifar10.yaml" for method in ("byol", "moco", "dino")),
 ]
+MOMENTUM_DIGITS = ["byol", "moco", "dino"]  # experiments/pretrain/<method>_digits.yaml
 # the tiny CIFAR-10 has 10 training images per class: hold out 20, label 2 per class
 SOURCE = "--data.init_args.source.init_args"
 TINY_CIFAR = (f"{SOURCE}.val_size", "20", f"{SOURCE}.labels_per_class", "2", "--test_after_fit", "false")
@@ -54,6 +56,18 @@ def test_simclr_digits_then_probe_of_its_encoder(chdir_tmp):
     assert all(torch.equal(loaded[k], v) for k, v in saved.items())  # the probe starts from the SimCLR encoder
     trainable = [n for n, p in cli.model.named_parameters() if p.requires_grad]
     assert trainable == ["backbone.head.weight", "backbone.head.bias"]
+
+
+@pytest.mark.parametrize("method", MOMENTUM_DIGITS)
+def test_momentum_method_digits_then_probe_of_its_encoder(method, chdir_tmp):
+    cli = fast_dev_run(EXPERIMENTS / "pretrain" / f"{method}_digits.yaml")
+    assert "train/momentum" in cli.trainer.callback_metrics and "val/knn_acc" in cli.trainer.callback_metrics
+    encoder = chdir_tmp / "checkpoints" / f"{method}_digits_encoder.pt"
+    probe = EXPERIMENTS / "transfer" / "simclr_probe_digits.yaml"
+    cli = fast_dev_run(probe, "--model.init_args.backbone_checkpoint", str(encoder), "--test_after_fit", "false")
+    saved = torch.load(encoder, weights_only=True)
+    loaded = cli.model.backbone.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in saved.items())  # the probe starts from this encoder
 
 
 def test_probe_without_checkpoint_is_the_random_init_baseline(chdir_tmp):

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from ssl_lightning.suite import SuiteSpec, main, run_suite, summarize
@@ -19,8 +20,13 @@ def write_suite(tmp_path: Path, methods: dict, labels=(3,), seeds=(0,)) -> Path:
     path = tmp_path / "suite.yaml"
     path.write_text(
         yaml.safe_dump(
-            {"output_dir": str(tmp_path / "out"), "labels_per_class": list(labels), "seeds": list(seeds),
-             "methods": methods, "trainer_overrides": ["--trainer.max_epochs", "1", "--trainer.accelerator", "cpu"]}
+            {
+                "output_dir": str(tmp_path / "out"),
+                "labels_per_class": list(labels),
+                "seeds": list(seeds),
+                "methods": methods,
+                "trainer_overrides": ["--trainer.max_epochs", "1", "--trainer.accelerator", "cpu"],
+            }
         )
     )
     return path
@@ -39,7 +45,10 @@ def test_suite_runs_grid_writes_reports_and_resumes(chdir_tmp):
     out = chdir_tmp / "out"
     first = rows(out)
     assert [(r["labels_per_class"], r["seed"], r["status"]) for r in first] == [
-        ("3", "0", "ok"), ("3", "1", "ok"), ("all", "0", "ok"), ("all", "1", "ok")
+        ("3", "0", "ok"),
+        ("3", "1", "ok"),
+        ("all", "0", "ok"),
+        ("all", "1", "ok"),
     ]
     assert (out / "accuracy_vs_labels.png").stat().st_size > 1000
     table = (out / "summary.md").read_text()
@@ -133,9 +142,10 @@ def test_typiclust_method_trains_on_its_subset_files(chdir_tmp):
         data = run_config(row)["data"]["init_args"]
         assert data["subset_file"] == str(subset) and data["labels_per_class"] is None and data["seed"] == seed
     # Another seed is another pool and another selection.
-    assert json.loads((out / "subsets/typiclust/lpc_2_seed_0.json").read_text())["indices"] != json.loads(
-        (out / "subsets/typiclust/lpc_2_seed_1.json").read_text()
-    )["indices"]
+    assert (
+        json.loads((out / "subsets/typiclust/lpc_2_seed_0.json").read_text())["indices"]
+        != json.loads((out / "subsets/typiclust/lpc_2_seed_1.json").read_text())["indices"]
+    )
 
 
 def test_subset_files_are_reused_for_the_same_request_and_never_overwritten(chdir_tmp):
@@ -178,6 +188,19 @@ def test_pretrain_runs_once_per_seed_and_feeds_every_label_budget(chdir_tmp):
     suite = SuiteSpec.from_yaml(path)
     with pytest.raises(FileExistsError, match="never overwrites it. Delete"):
         pretrained_file(suite, suite.methods[0], 0)
+
+
+@pytest.mark.parametrize("method", ["byol", "moco", "dino"])
+def test_momentum_methods_are_pretrain_steps(method, chdir_tmp):
+    """BYOL, MoCo and DINO configs plug into a method's pretrain step like SimCLR's (encoder_path -> file)."""
+    from ssl_lightning.suite import pretrained_file
+
+    pretrain = {**SIMCLR_PRETRAIN, "config": str(EXPERIMENTS / "pretrain" / f"{method}_digits.yaml")}
+    probe = str(EXPERIMENTS / "transfer" / "simclr_probe_digits.yaml")
+    suite = SuiteSpec.from_yaml(write_suite(chdir_tmp, {method: {"config": probe, "pretrain": pretrain}}))
+    encoder = pretrained_file(suite, suite.methods[0], 0)
+    assert encoder.is_file() and encoder.parent.parent.name.startswith(f"{method}_digits-")
+    assert "features.0.weight" in torch.load(encoder, weights_only=True)  # a LeNet state dict for the probe
 
 
 def test_bad_select_and_pretrain_entries_are_clear(tmp_path):

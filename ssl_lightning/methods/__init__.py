@@ -3,7 +3,9 @@
 from ssl_lightning.methods.anil import ANIL
 from ssl_lightning.methods.autoencoder import Autoencoder
 from ssl_lightning.methods.baseline import Baseline, BaselinePlusPlus
+from ssl_lightning.methods.byol import BYOL
 from ssl_lightning.methods.classifier import Classifier
+from ssl_lightning.methods.dino import DINO
 from ssl_lightning.methods.episodic import EpisodicModule
 from ssl_lightning.methods.feature_cache import FeatureProbe
 from ssl_lightning.methods.finetune import EpisodeFineTune
@@ -13,9 +15,11 @@ from ssl_lightning.methods.freematch import FreeMatch
 from ssl_lightning.methods.maml import MAML
 from ssl_lightning.methods.meta_baseline import MetaBaseline
 from ssl_lightning.methods.metasgd import MetaSGD
+from ssl_lightning.methods.moco import MoCo
 from ssl_lightning.methods.pretrain_adapt import PretrainThenAdapt
 from ssl_lightning.methods.protonet import ProtoNet
 from ssl_lightning.methods.rfs import RFS
+from ssl_lightning.methods.selfsup_base import SelfSupervisedModule
 from ssl_lightning.methods.setfit import SetFitClassifier
 from ssl_lightning.methods.simclr import SimCLR
 from ssl_lightning.methods.simpleshot import SimpleShot
@@ -24,6 +28,8 @@ from ssl_lightning.methods.tim import TIM
 
 __all__ = [
     "ANIL",
+    "BYOL",
+    "DINO",
     "MAML",
     "RFS",
     "TIM",
@@ -39,9 +45,11 @@ __all__ = [
     "FreeMatch",
     "MetaBaseline",
     "MetaSGD",
+    "MoCo",
     "PretrainThenAdapt",
     "ProtoNet",
     "PseudoLabel",
+    "SelfSupervisedModule",
     "SetFitClassifier",
     "SimCLR",
     "SimpleShot",
