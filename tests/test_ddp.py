@@ -109,3 +109,24 @@ def test_momentum_methods_hold_equal_teachers_queue_and_centre_on_two_ranks(tmp_
     # 2 ranks x 2 views x 8 keys gathered per step into 40 places: 32, then the 8 that fit (back to 0), 32
     # (each rank's own 16 keys alone would give 16, 32, 0)
     assert int(moco["criterion.memory_bank.bank_ptr"]) == 32
+
+
+@pytest.mark.slow
+def test_text_semisup_ranks_draw_distinct_texts_and_hold_equal_flexmatch_state(tmp_path):
+    """TextSemiSupervisedDataModule + FlexMatch under DDP: disjoint unlabelled texts per rank and epoch, new
+    orders per epoch, the same per-sample state on both ranks."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "ddp" / "text_semisup_worker.py"), str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"text_rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert rank0["world_size"] == 2 and len(rank0["seen"]) == 2
+    for epoch in range(2):
+        assert rank0["seen"][epoch] and set(rank0["seen"][epoch]).isdisjoint(rank1["seen"][epoch])
+    assert rank0["seen"][0] != rank0["seen"][1]  # set_epoch reaches the pool's sampler through Lightning's wrapper
+    assert torch.equal(rank0["selected_label"], rank1["selected_label"])
+    recorded = set(torch.nonzero(rank0["selected_label"] >= 0).flatten().tolist())
+    # threshold 0.1 < 1/2: every prediction is confident, so each rank recorded both ranks' texts
+    assert recorded == {i for rank in (rank0, rank1) for epoch in rank["seen"] for i in epoch}

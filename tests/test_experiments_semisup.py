@@ -92,3 +92,15 @@ def test_simclr_cifar10_then_probe_of_its_encoder(chdir_tmp, cifar_root):
     # the random-init reference: same probe, no encoder file
     cli = fast_dev_run(probe, *tiny, "--model.init_args.backbone_checkpoint", "null")
     assert not torch.equal(cli.model.backbone.features[0].weight, saved["features.0.weight"])
+
+
+def test_text_minilm_fixmatch_config_runs_on_a_tiny_csv(chdir_tmp):
+    from tests.test_experiments_text import write_files
+
+    paths = write_files(chdir_tmp, per_class=10)
+    text = f"{SOURCE}.train_file", paths["train"], f"{SOURCE}.val_size", "4", f"{SOURCE}.labels_per_class", "2"
+    cli = fast_dev_run(EXPERIMENTS / "semisup" / "text_minilm_8pc.yaml", *text, "--test_after_fit", "false")
+    metrics = cli.trainer.callback_metrics
+    assert "train/mask_rate" in metrics and "train/loss_u" in metrics and "val/acc" in metrics
+    assert cli.datamodule.num_unlabelled == len(cli.datamodule.source.datasets["all"])  # every training text
+    assert cli.datamodule.strong.p_rd == 0.2 and cli.datamodule.token_dropout == 0.1

@@ -64,15 +64,25 @@ class WrappedDataModule(pl.LightningDataModule):
         return self.source.eval_dataloader(dataset)
 
     def _train_loader(
-        self, dataset: Dataset, batch_size: int, sampler: Sampler, num_workers: int | None = None
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        sampler: Sampler,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        num_workers: int | None = None,
     ) -> DataLoader:
         """A training loader that resumes mid-epoch from a checkpoint (see :mod:`~ssl_lightning.data.resumable`).
 
-        ``num_workers`` defaults to the source's.
+        ``collate_fn`` defaults to PyTorch's (image tensors), ``num_workers`` to the source's.
         """
         workers = self.num_workers if num_workers is None else num_workers
         return ResumableDataLoader(
-            dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, persistent_workers=workers > 0
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            collate_fn=collate_fn,
+            num_workers=workers,
+            persistent_workers=workers > 0,
         )
 
     def val_dataloader(self) -> Any:

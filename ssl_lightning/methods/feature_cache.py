@@ -153,7 +153,9 @@ class FeatureCacheDataModule(WrappedDataModule):
 
     def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
         if shuffle:  # the image loader's epoch-seeded order: the head sees the same batches
-            return self._train_loader(dataset, self.batch_size, EpochSeededSampler(len(dataset), self.seed), 0)
+            return self._train_loader(
+                dataset, self.batch_size, EpochSeededSampler(len(dataset), self.seed), num_workers=0
+            )
         return DataLoader(dataset, batch_size=self.batch_size)
 
     def train_dataloader(self) -> DataLoader:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
@@ -12,6 +11,7 @@ from torchmetrics import MeanMetric, Metric, MetricCollection
 
 from ssl_lightning.methods.classifier import Classifier, persist
 from ssl_lightning.methods.ema import exponential_moving_average
+from ssl_lightning.methods.inputs import cat_inputs, num_rows
 from ssl_lightning.methods.metrics import logs_this_step
 
 SemiSupervisedBatch = dict[str, tuple[Tensor, ...]]
@@ -25,16 +25,20 @@ class FixMatch(Classifier):
         {"labelled":   (x: float[B, C, H, W], y: long[B]),
          "unlabelled": (x_weak: float[M, C, H, W], x_strong: float[M, C, H, W], y_true: long[M][, index: long[M]])}
 
-    with ``M = mu * B`` (``index``, the samples' positions in the unlabelled pool, only with the
-    data's ``unlabelled_indices: true``; FlexMatch needs it). One forward pass runs over the
+    with ``M = mu * B``, or the same with text inputs (token dicts ``{"input_ids": long[., L], ...}``
+    padded to one length) from :class:`~ssl_lightning.data.text.semisup.TextSemiSupervisedDataModule`:
+    the method never asks which modality it trains on (:mod:`~ssl_lightning.methods.inputs`).
+    (``index``, the samples' positions in the unlabelled pool, only with the data's
+    ``unlabelled_indices: true``; FlexMatch needs it). One forward pass runs over the
     concatenation ``[x; x_weak; x_strong]`` (so batch-norm statistics cover all of it, as in the
     reference code). The loss is
     ``loss_x + lambda_u * loss_u``: ``loss_x`` the cross-entropy on the labelled batch,
     ``loss_u`` the cross-entropy of the strong view against the weak view's argmax where its
     confidence is ``>= threshold`` (Eq. 2, averaged over all ``M``). ``lambda_u = 0`` is plain
     supervised training with everything else identical (same batches, augmentation, forward
-    pass and EMA). ``y_true`` is used only to log ``train/pseudo_acc``. The per-sample weights of
-    ``loss_u`` (here the 0/1 confidence mask) come from one hook, :meth:`unlabelled_weights`, which
+    pass and EMA). ``y_true`` is used only to log ``train/pseudo_acc`` (``-1``: unknown, left out).
+    The per-sample weights of ``loss_u`` (here the 0/1 confidence mask) come from one hook,
+    :meth:`unlabelled_weights`, which
     the adaptive-threshold methods override (:class:`~ssl_lightning.methods.flexmatch.FlexMatch`,
     :class:`~ssl_lightning.methods.freematch.FreeMatch`, :class:`~ssl_lightning.methods.softmatch.SoftMatch`);
     :meth:`extra_unlabelled_losses` adds their extra loss terms (FreeMatch's fairness loss) and
@@ -187,8 +191,8 @@ class FixMatch(Classifier):
         views = self.unlabelled_views(unlabelled)
         y_true, indices = unlabelled[2], (unlabelled[3] if len(unlabelled) > 3 else None)
         # One pass over [labelled; views] so batch norm sees one batch (Sohn et al. 2020, reference code).
-        logits = self.backbone(torch.cat([x, *views]))
-        logits_x, *logits_u = logits.split([len(x), *(len(v) for v in views)])
+        logits = self.backbone(cat_inputs([x, *views]))  # images: torch.cat; text: token dicts key by key
+        logits_x, *logits_u = logits.split([num_rows(x), *(num_rows(v) for v in views)])
         loss_x = self.loss(logits_x, y)
         loss_u, weights, pseudo_labels = self.unlabelled_loss(logits_u, indices)
         mask = weights > 0
@@ -199,14 +203,15 @@ class FixMatch(Classifier):
 
         hard = y.argmax(dim=1) if y.is_floating_point() else y
         self.metrics["train_"].update(logits_x, hard)
-        self.mean_loss["train_"].update(loss.detach(), weight=len(x))
+        self.mean_loss["train_"].update(loss.detach(), weight=len(y))
         stats = {"loss_x": loss_x.detach(), "loss_u": loss_u.detach(), "mask_rate": weights.float().mean()}
         stats |= {name: term.detach() for name, term in extra.items()} | self.weighting_stats()
         for name, value in stats.items():
             self.unlabelled_stats[name].update(value)
             self.log(f"train/{name}", self.unlabelled_stats[name], on_step=False, on_epoch=True)
-        if mask.any():
-            correct = (pseudo_labels[mask] == y_true[mask]).float()
+        known = mask & (y_true >= 0)  # y_true is -1 where the pool has no label (a separate unlabelled file)
+        if known.any():
+            correct = (pseudo_labels[known] == y_true[known]).float()
             self.pseudo_acc.update(correct.mean(), weight=len(correct))
             self.log("train/pseudo_acc", self.pseudo_acc, on_step=False, on_epoch=True)
         if logs_this_step(self):

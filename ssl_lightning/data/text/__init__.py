@@ -4,7 +4,8 @@
   :class:`TextTable` s, with errors that name the file, the line and the fix;
 - :mod:`~ssl_lightning.data.text.dataset`: :class:`TextDataset`, the ``(epoch, index)`` keys of
   seeded augmentation, and :class:`TextCollator` (tokenize and pad a batch);
-- :mod:`~ssl_lightning.data.text.datamodule`: :class:`TextClassificationDataModule`.
+- :mod:`~ssl_lightning.data.text.datamodule`: :class:`TextClassificationDataModule`;
+- :mod:`~ssl_lightning.data.text.semisup`: :class:`TextSemiSupervisedDataModule` (FixMatch's batches for text).
 
 Every name importable from ``ssl_lightning.data.text`` before it became a package still is.
 """
@@ -21,6 +22,7 @@ from ssl_lightning.data.text.reading import (
     read_text_file,
     sort_labels,
 )
+from ssl_lightning.data.text.semisup import TextSemiSupervisedDataModule
 
 __all__ = [
     "EXTENSIONS",
@@ -31,6 +33,7 @@ __all__ = [
     "TextClassificationDataModule",
     "TextCollator",
     "TextDataset",
+    "TextSemiSupervisedDataModule",
     "TextTable",
     "_label_value",
     "detect_format",
