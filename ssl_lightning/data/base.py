@@ -213,18 +213,27 @@ class ImageDataModule(LabelledPoolMixin, pl.LightningDataModule):
         self.datasets["val"] = InMemoryImageDataset(take_rows(images, val_idx), labels[val_idx])
         test_images, test_labels, _ = self.load_split("test")
         self.datasets["test"] = InMemoryImageDataset(test_images, test_labels)
-        self.mean, std = channel_stats(self.datasets["all"].images)
-        self.std = std.clamp_min(1e-6)
+        self.mean, self.std = self.pool_statistics(self.datasets["all"].images)
         log.info(
-            "%s: %d labelled / %d training images, %d val, %d test; labelled per class: %s",
+            "%s: %d labelled / %d training images, %d val, %d test%s; labelled per class: %s",
             type(self).__name__,
             len(labelled_idx),
             len(train_idx),
             len(val_idx),
             len(test_labels),
+            self.source_description(),
             self.labelled_class_counts,
         )
         self.log_class_counts()
+
+    def pool_statistics(self, images: Images) -> tuple[Tensor, Tensor]:
+        """Per-channel ``(mean: float[C], std: float[C])`` in ``[0, 1]`` of the training pool (normalisation)."""
+        mean, std = channel_stats(images)
+        return mean, std.clamp_min(1e-6)
+
+    def source_description(self) -> str:
+        """Where the images come from, for the setup log line (``""``: read as configured)."""
+        return ""
 
     # ---- loaders -----------------------------------------------------------------------
     def eval_dataloader(self, dataset: Dataset) -> DataLoader:

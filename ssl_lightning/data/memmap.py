@@ -123,9 +123,12 @@ Images = Tensor | MemmapImages
 
 
 def take_rows(images: Images, index: Tensor) -> Images:
-    """``images[index]`` that stays lazy for a :class:`MemmapImages` (a view) and is a tensor otherwise."""
+    """``images[index]`` that stays lazy for a :class:`MemmapImages` (a view) or any lazy source with a
+    ``subset(index)`` view (LitData's ``StreamedImages``), and is a tensor otherwise."""
     if isinstance(images, MemmapImages):
         return images.take(index)
+    if callable(getattr(images, "subset", None)):
+        return images.subset(index)
     return images[index]
 
 

@@ -17,9 +17,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ssl_lightning.data.base import ImageDataModule, InMemoryImageDataset, Split
+from ssl_lightning.data.base import ImageDataModule, Split
 from ssl_lightning.data.episodic.pools import LabelledPool, Pool
-from ssl_lightning.data.splits import stratified_split
 from ssl_lightning.data.streaming import ItemToTensors, StreamedImages, StreamingMetadata
 
 log = logging.getLogger(__name__)
@@ -109,30 +108,10 @@ class StreamingImageDataModule(ImageDataModule):
             )
         return test, test.labels, list(self.meta.class_names)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
-        images, labels, self.class_names = self.load_split("train")
-        train_idx, val_idx = stratified_split(labels, self.val_size, self.seed)
-        labelled_idx = train_idx[self.choose_labelled(train_idx, labels[train_idx])]
-        for name, idx in (("labelled", labelled_idx), ("all", train_idx), ("val", val_idx)):
-            self.datasets[name] = InMemoryImageDataset(images.subset(idx), labels[idx])  # type: ignore[arg-type]
-        test_images, test_labels, _ = self.load_split("test")
-        self.datasets["test"] = InMemoryImageDataset(test_images, test_labels)  # type: ignore[arg-type]
-        self.mean, self.std = self._pool_statistics(images.subset(train_idx))
-        log.info(
-            "%s: %d labelled / %d training images, %d val, %d test (streamed from %s); labelled per class: %s",
-            type(self).__name__,
-            len(labelled_idx),
-            len(train_idx),
-            len(val_idx),
-            len(test_labels),
-            self.input_dir,
-            self.labelled_class_counts,
-        )
-        self.log_class_counts()
+    def source_description(self) -> str:
+        return f" (streamed from {self.input_dir})"
 
-    def _pool_statistics(self, pool: StreamedImages, chunk: int = 512) -> tuple[Tensor, Tensor]:
+    def pool_statistics(self, pool: StreamedImages, chunk: int = 512) -> tuple[Tensor, Tensor]:
         """Per-channel mean and std (unbiased, as ``Tensor.std``) of ``stats_items`` pool images, in ``[0, 1]``."""
         positions = torch.arange(len(pool))
         if self.stats_items is not None and len(pool) > self.stats_items:
