@@ -22,13 +22,18 @@ from tests.helpers import REPO
 SYNCED = ["val/acc", "val/loss", "train/loss", "train/acc"]
 
 
-def run_worker(kind: str, out: Path, accelerator: str = "cpu") -> tuple[dict, dict]:
+def run_ddp_script(script: str, out: Path, *args: str) -> None:
+    """Run ``tests/ddp/<script>`` (it starts its own 2-process DDP run) with ``out`` as its output folder."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "ddp" / "worker.py"), kind, str(out), accelerator],
+        [sys.executable, str(REPO / "tests" / "ddp" / script), *args],
         cwd=out, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def run_worker(kind: str, out: Path, accelerator: str = "cpu") -> tuple[dict, dict]:
+    run_ddp_script("worker.py", out, kind, str(out), accelerator)
     return tuple(json.loads((out / f"{kind}_rank{r}.json").read_text()) for r in (0, 1))  # type: ignore[return-value]
 
 
@@ -67,12 +72,7 @@ def test_ddp_two_cpu_processes(kind, tmp_path):
 @pytest.mark.slow
 def test_adaptive_threshold_methods_hold_equal_state_on_two_ranks(tmp_path):
     """FlexMatch, FreeMatch, SoftMatch under DDP: different samples per rank, the same state on both."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "ddp" / "adaptive_worker.py"), str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_ddp_script("adaptive_worker.py", tmp_path, str(tmp_path))
     for name in ("FlexMatch", "FreeMatch", "SoftMatch"):
         rank0, rank1 = (torch.load(tmp_path / f"{name}_rank{r}.pt", weights_only=True) for r in (0, 1))
         assert rank0["world_size"] == 2
@@ -90,12 +90,7 @@ def test_adaptive_threshold_methods_hold_equal_state_on_two_ranks(tmp_path):
 @pytest.mark.slow
 def test_momentum_methods_hold_equal_teachers_queue_and_centre_on_two_ranks(tmp_path):
     """BYOL, MoCo (keys gathered into the queue, shuffled BN), DINO (centre all-reduced) under DDP."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "ddp" / "momentum_worker.py"), str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_ddp_script("momentum_worker.py", tmp_path, str(tmp_path))
     for name in ("BYOL", "MoCo", "DINO"):
         rank0, rank1 = (torch.load(tmp_path / f"{name}_rank{r}.pt", weights_only=True) for r in (0, 1))
         assert rank0["world_size"] == 2
@@ -115,12 +110,7 @@ def test_momentum_methods_hold_equal_teachers_queue_and_centre_on_two_ranks(tmp_
 def test_text_semisup_ranks_draw_distinct_texts_and_hold_equal_flexmatch_state(tmp_path):
     """TextSemiSupervisedDataModule + FlexMatch under DDP: disjoint unlabelled texts per rank and epoch, new
     orders per epoch, the same per-sample state on both ranks."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "ddp" / "text_semisup_worker.py"), str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_ddp_script("text_semisup_worker.py", tmp_path, str(tmp_path))
     rank0, rank1 = (torch.load(tmp_path / f"text_rank{r}.pt", weights_only=True) for r in (0, 1))
     assert rank0["world_size"] == 2 and len(rank0["seen"]) == 2
     for epoch in range(2):
