@@ -29,8 +29,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -38,7 +36,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
@@ -51,6 +49,7 @@ from torch import Tensor
 
 from ssl_lightning.data.folder import check_tree_arguments, decode_image, list_image_tree, to_channels
 from ssl_lightning.data.memmap import MemmapImages
+from ssl_lightning.utils.locking import exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +112,7 @@ def cached_image_tree(
     if opened is not None:
         return opened
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(cache_dir / f".{prefix}.lock"):
+    with exclusive_lock(cache_dir / f".{prefix}.lock", "the image cache"):
         opened = open_entry(entry, fingerprint)  # another process may have built it while we waited
         if opened is None:
             # builds that were killed, and entries of this folder's older file lists (only folders we wrote)
@@ -139,21 +138,6 @@ def open_entry(entry: Path, fingerprint: str) -> tuple[MemmapImages, Tensor, lis
     if list(images.shape) != manifest["shape"] or len(labels) != len(images):
         return None
     return images, labels, list(manifest["class_names"])
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_path`` (other processes block until it is released)."""
-    with open(lock_path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another process to finish building the image cache (%s)", lock_path)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _fsync(path: Path) -> None:

@@ -27,7 +27,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -37,10 +36,11 @@ import socket
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+
+from ssl_lightning.utils.locking import exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def split_package_folder(name: str, cache: Path | None = None) -> Path:
     if cached is not None:
         return cached
     root.mkdir(parents=True, exist_ok=True)
-    with _exclusive(root / f".{name}.lock"):
+    with exclusive_lock(root / f".{name}.lock", f"the {name} weights"):
         cached = _read_valid_cache(target, fingerprint)  # built by another process while we waited
         if cached is not None:
             return cached
@@ -226,22 +226,6 @@ def split_package_folder(name: str, cache: Path | None = None) -> Path:
     if cached is None:
         raise RuntimeError(f"package:{name}: the cache {target} is not valid right after building it.")
     return cached
-
-
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (no lock where ``fcntl`` does not exist, e.g. Windows)."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _scratch_prefix(name: str) -> str:
