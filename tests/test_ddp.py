@@ -108,8 +108,8 @@ def test_momentum_methods_hold_equal_teachers_queue_and_centre_on_two_ranks(tmp_
 
 @pytest.mark.slow
 def test_text_semisup_ranks_draw_distinct_texts_and_hold_equal_flexmatch_state(tmp_path):
-    """TextSemiSupervisedDataModule + FlexMatch under DDP: disjoint unlabelled texts per rank and epoch, new
-    orders per epoch, the same per-sample state on both ranks."""
+    """The text DataModule with an unlabelled pool + FlexMatch under DDP: disjoint unlabelled texts per rank and
+    epoch, new orders per epoch, the same per-sample state on both ranks."""
     run_ddp_script("text_semisup_worker.py", tmp_path, str(tmp_path))
     rank0, rank1 = (torch.load(tmp_path / f"text_rank{r}.pt", weights_only=True) for r in (0, 1))
     assert rank0["world_size"] == 2 and len(rank0["seen"]) == 2

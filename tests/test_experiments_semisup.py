@@ -98,9 +98,17 @@ def test_text_minilm_fixmatch_config_runs_on_a_tiny_csv(chdir_tmp):
     from tests.test_experiments_text import write_files
 
     paths = write_files(chdir_tmp, per_class=10)
-    text = f"{SOURCE}.train_file", paths["train"], f"{SOURCE}.val_size", "4", f"{SOURCE}.labels_per_class", "2"
+    data = "--data.init_args"  # flat, as in every text config
+    text = f"{data}.train_file", paths["train"], f"{data}.val_size", "4", f"{data}.labels_per_class", "2"
     cli = fast_dev_run(EXPERIMENTS / "semisup" / "text_minilm_8pc.yaml", *text, "--test_after_fit", "false")
     metrics = cli.trainer.callback_metrics
     assert "train/mask_rate" in metrics and "train/loss_u" in metrics and "val/acc" in metrics
-    assert cli.datamodule.num_unlabelled == len(cli.datamodule.source.datasets["all"])  # every training text
-    assert cli.datamodule.strong.p_rd == 0.2 and cli.datamodule.token_dropout == 0.1
+    assert cli.datamodule.num_unlabelled == len(cli.datamodule.datasets["all"])  # every training text
+    assert cli.datamodule.labels_per_class == 2 and cli.datamodule.labelled_class_counts == [2, 2]
+    pool = cli.datamodule.unlabelled
+    assert pool.strong.p_rd == 0.2 and pool.token_dropout == 0.1 and pool.mu == 2
+    # the pool's own options from the command line, and FlexMatch's indices
+    flex = "--model.class_path", "ssl_lightning.methods.flexmatch.FlexMatch", f"{data}.unlabelled.indices", "true"
+    cli = fast_dev_run(EXPERIMENTS / "semisup" / "text_minilm_8pc.yaml", *text, *flex, f"{data}.unlabelled.mu", "3",
+                       "--test_after_fit", "false")  # fmt: skip
+    assert cli.datamodule.unlabelled.mu == 3 and len(cli.model.selected_label) == cli.datamodule.num_unlabelled

@@ -39,10 +39,10 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class _SkipFirst(Iterable[Any]):
@@ -159,3 +159,21 @@ class ResumableDataLoader(DataLoader):
             for sampler in self._samplers():
                 sampler.set_epoch(epoch)
         self._resume_at = batches
+
+
+def resumable_loader(
+    dataset: Dataset,
+    batch_size: int,
+    sampler: Sampler,
+    collate_fn: Callable[[list[Any]], Any] | None,
+    num_workers: int,
+) -> ResumableDataLoader:
+    """A :class:`ResumableDataLoader` of ``batch_size`` items drawn by ``sampler`` (workers kept across epochs)."""
+    return ResumableDataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        collate_fn=collate_fn,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )

@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ssl_lightning.data.base import ImageDataModule
-from ssl_lightning.data.resumable import ResumableDataLoader
+from ssl_lightning.data.resumable import resumable_loader
 from ssl_lightning.data.samplers import BatchGenerator
 
 
@@ -76,14 +76,7 @@ class WrappedDataModule(pl.LightningDataModule):
         ``collate_fn`` defaults to PyTorch's (image tensors), ``num_workers`` to the source's.
         """
         workers = self.num_workers if num_workers is None else num_workers
-        return ResumableDataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            collate_fn=collate_fn,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-        )
+        return resumable_loader(dataset, batch_size, sampler, collate_fn, workers)
 
     def val_dataloader(self) -> Any:
         return self.source.val_dataloader()

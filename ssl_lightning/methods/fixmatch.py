@@ -26,7 +26,8 @@ class FixMatch(Classifier):
          "unlabelled": (x_weak: float[M, C, H, W], x_strong: float[M, C, H, W], y_true: long[M][, index: long[M]])}
 
     with ``M = mu * B``, or the same with text inputs (token dicts ``{"input_ids": long[., L], ...}``
-    padded to one length) from :class:`~ssl_lightning.data.text.semisup.TextSemiSupervisedDataModule`:
+    padded to one length) from :class:`~ssl_lightning.data.text.TextClassificationDataModule` with an
+    ``unlabelled`` pool (:class:`~ssl_lightning.data.text.semisup.UnlabelledTextPool`):
     the method never asks which modality it trains on (:mod:`~ssl_lightning.methods.inputs`).
     (``index``, the samples' positions in the unlabelled pool, only with the data's
     ``unlabelled_indices: true``; FlexMatch needs it). One forward pass runs over the
@@ -184,7 +185,8 @@ class FixMatch(Classifier):
         if not isinstance(batch, dict) or set(batch) != {"labelled", "unlabelled"}:
             raise ValueError(
                 f"{type(self).__name__} needs batches {{'labelled': ..., 'unlabelled': ...}}; got "
-                f"{type(batch).__name__}. Use data.class_path: ssl_lightning.data.semisup.SemiSupervisedDataModule."
+                f"{type(batch).__name__}. Use data.class_path: ssl_lightning.data.semisup.SemiSupervisedDataModule "
+                f"(images), or give the text DataModule an unlabelled pool (data.init_args.unlabelled: {{mu: 7}})."
             )
         x, y = batch["labelled"]
         unlabelled = batch["unlabelled"]

@@ -12,8 +12,9 @@ from ssl_lightning.methods.distributed import gather_rows
 from ssl_lightning.methods.fixmatch import FixMatch
 
 NEEDS_INDICES = (
-    "Set data.init_args.unlabelled_indices: true (SemiSupervisedDataModule) so that unlabelled batches carry "
-    "each sample's index in the pool."
+    "Set data.init_args.unlabelled_indices: true (images: SemiSupervisedDataModule) or "
+    "data.init_args.unlabelled.indices: true (text: TextClassificationDataModule's unlabelled pool) so that "
+    "unlabelled batches carry each sample's index in the pool."
 )
 
 

@@ -32,7 +32,7 @@ def cat_inputs(parts: Sequence[Inputs]) -> Inputs:
     """Concatenate inputs along the batch: ``torch.cat`` for tensors, key by key for dicts.
 
     Dicts must have the same keys and, per key, the same trailing shape (text batches padded to
-    one length, as :class:`~ssl_lightning.data.text.semisup.TextSemiSupervisedDataModule` does).
+    one length, as :class:`~ssl_lightning.data.text.semisup.UnlabelledTextPool` does).
 
     Raises:
         ValueError: the parts mix kinds, their keys differ, or their padded lengths differ.
@@ -51,7 +51,7 @@ def cat_inputs(parts: Sequence[Inputs]) -> Inputs:
         if len(shapes) > 1:
             raise ValueError(
                 f"inputs[{key!r}] have different shapes {sorted(shapes)} after the batch dimension: pad them to one "
-                f"length first (TextSemiSupervisedDataModule does for text)."
+                f"length first (UnlabelledTextPool does for text)."
             )
         joint[key] = torch.cat(values)
     return joint

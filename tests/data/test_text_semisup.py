@@ -9,9 +9,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from ssl_lightning.data import DigitsDataModule
 from ssl_lightning.data.text import TextClassificationDataModule
-from ssl_lightning.data.text.semisup import TextSemiSupervisedDataModule
+from ssl_lightning.data.text.semisup import UnlabelledTextPool
 from ssl_lightning.data.text_augment import EDA
 from ssl_lightning.methods import Classifier
 from ssl_lightning.methods.fixmatch import FixMatch
@@ -35,37 +34,43 @@ def write_csv(path: Path, per_class: int = 12) -> str:
     return str(path)
 
 
-def datamodule(folder: Path, **kwargs) -> TextSemiSupervisedDataModule:
-    source = TextClassificationDataModule(
-        train_file=write_csv(folder / "train.csv"), batch_size=2, val_size=4, test_size=4, labels_per_class=2
-    )
+def datamodule(folder: Path, **pool_args) -> TextClassificationDataModule:
     strong = EDA(alpha_sr=0.0, alpha_ri=0.2, alpha_rs=0.2, p_rd=0.2)
-    return TextSemiSupervisedDataModule(source, **{"mu": 2, "strong": strong, **kwargs})
+    pool = UnlabelledTextPool(**{"mu": 2, "strong": strong, **pool_args})
+    return TextClassificationDataModule(
+        train_file=write_csv(folder / "train.csv"), batch_size=2, val_size=4, test_size=4, labels_per_class=2,
+        unlabelled=pool,
+    )  # fmt: skip
 
 
 def bilstm() -> BiLSTMClassifier:
     return BiLSTMClassifier(vocab_size=100, num_classes=2, embed_dim=8, hidden_size=8, dropout=0.0)
 
 
-def first_batch(dm: TextSemiSupervisedDataModule) -> dict:
-    return dm.training_views(next(iter(dm.train_dataloader()))[0])
+def first_batch(dm: TextClassificationDataModule) -> dict:
+    return training_views(dm, next(iter(dm.train_dataloader()))[0])
+
+
+def training_views(dm: TextClassificationDataModule, batch: dict) -> dict:
+    assert dm.unlabelled is not None and dm.tokenizer is not None
+    return dm.unlabelled.training_views(batch, dm.tokenizer.pad_id)
 
 
 def test_weak_and_strong_views_differ_and_are_seeded_by_seed_epoch_and_index(tmp_path):
     dm = datamodule(tmp_path, weak=EDA(alpha_sr=0.0, alpha_ri=0.0, alpha_rs=0.1, p_rd=0.0))
     dm.setup("fit")
-    pool = dm._pool
+    pool = dm.unlabelled.build(dm)
     views = [pool[(0, i)] for i in range(len(pool))]
     assert views == [pool[(0, i)] for i in range(len(pool))]  # same (seed, epoch, index): same views
     assert sum(weak != strong for weak, strong, *_ in views) >= len(pool) - 1
     assert sum(weak != pool.texts[i] for i, (weak, *_) in enumerate(views)) > len(pool) // 2  # light EDA
     assert [pool[(1, i)][1] for i in range(len(pool))] != [v[1] for v in views]  # another epoch: other views
-    other = datamodule(tmp_path, weak=dm.weak)
-    other.source.seed = 1
+    other = datamodule(tmp_path, weak=dm.unlabelled.weak)
+    other.seed = 1
     other.setup("fit")
-    assert [other._pool[(0, i)][1] for i in range(len(pool))] != [v[1] for v in views]
+    assert [other.unlabelled.build(other)[(0, i)][1] for i in range(len(pool))] != [v[1] for v in views]
     # token dropout is seeded the same way: the collated strong ids repeat for (epoch, index), not across epochs
-    dm.token_dropout, dm.strong = 0.5, None
+    dm.unlabelled.token_dropout, dm.unlabelled.strong = 0.5, None
     collate = dm.train_dataloader().iterables["unlabelled"].collate_fn
     items = [(text, text, None, i, 0) for i, text in enumerate(pool.texts[:6])]
     strong_a, strong_b = collate(items)[1]["input_ids"], collate(items)[1]["input_ids"]
@@ -75,16 +80,16 @@ def test_weak_and_strong_views_differ_and_are_seeded_by_seed_epoch_and_index(tmp
 
 
 def test_batches_have_the_fixmatch_structure_padded_to_one_length(tmp_path):
-    dm = datamodule(tmp_path, unlabelled_indices=True)
+    dm = datamodule(tmp_path, indices=True)
     dm.setup("fit")
     batch = first_batch(dm)
     (x, y), (weak, strong, y_u, index) = batch["labelled"], batch["unlabelled"]
     assert len(y) == 2 and len(y_u) == len(index) == 4 and y_u.min() >= 0
     assert x["input_ids"].shape[1] == weak["input_ids"].shape[1] == strong["input_ids"].shape[1]
     assert cat_inputs([x, weak, strong])["input_ids"].shape[0] == 10
-    assert dm.num_unlabelled == len(dm.source.datasets["all"]) == 16  # every training text, labelled ones too
-    texts = dm.source.datasets["all"].texts
-    assert all(dm._pool[(0, int(i))][0] == texts[int(i)] for i in index)  # weak=None: the text itself
+    assert dm.num_unlabelled == len(dm.datasets["all"]) == 16  # every training text, labelled ones too
+    texts = dm.datasets["all"].texts
+    assert all(dm.unlabelled.views[(0, int(i))][0] == texts[int(i)] for i in index)  # weak=None: the text itself
 
 
 @pytest.mark.parametrize("suffix", [".txt", ".csv"])
@@ -92,9 +97,9 @@ def test_unlabelled_file_is_the_pool_without_labels(tmp_path, suffix):
     path = tmp_path / f"unlabelled{suffix}"
     lines = ["an unseen good film", "", "an unseen bad movie", "another text"]
     path.write_text("\n".join(["text", *lines] if suffix == ".csv" else lines) + "\n")
-    dm = datamodule(tmp_path, unlabelled_file=str(path))
+    dm = datamodule(tmp_path, file=str(path))
     assert dm.num_unlabelled == 3
-    assert dm._pool.texts == ["an unseen good film", "an unseen bad movie", "another text"]
+    assert dm.unlabelled.views.texts == ["an unseen good film", "an unseen bad movie", "another text"]
     assert (first_batch(dm)["unlabelled"][2] == -1).all()  # no labels: pseudo-label accuracy leaves them out
 
 
@@ -102,17 +107,21 @@ def test_bad_input_is_a_clear_error(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n \n")
     with pytest.raises(ValueError, match="has no texts"):
-        datamodule(tmp_path, unlabelled_file=str(empty)).setup("fit")
+        datamodule(tmp_path, file=str(empty)).setup("fit")
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(ValueError, match="is empty"):
-        datamodule(tmp_path, unlabelled_file=str(tmp_path / "empty.csv")).setup("fit")
+        datamodule(tmp_path, file=str(tmp_path / "empty.csv")).setup("fit")
     (tmp_path / "other.csv").write_text("sentence\nsome text\n")
     with pytest.raises(ValueError, match="no column 'text'.*text_column"):
-        datamodule(tmp_path, unlabelled_file=str(tmp_path / "other.csv")).setup("fit")
+        datamodule(tmp_path, file=str(tmp_path / "other.csv")).setup("fit")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        datamodule(tmp_path, unlabelled_file=str(tmp_path / "missing.txt")).setup("fit")
-    with pytest.raises(ValueError, match="TextClassificationDataModule"):
-        TextSemiSupervisedDataModule(DigitsDataModule())  # type: ignore[arg-type]
+        datamodule(tmp_path, file=str(tmp_path / "missing.txt")).setup("fit")
+    plain = TextClassificationDataModule(train_file=write_csv(tmp_path / "plain.csv"), val_size=4, test_size=4)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path)  # fmt: skip
+    with pytest.raises(ValueError, match="unlabelled pool.*data.init_args.unlabelled"):
+        trainer.fit(FixMatch(bilstm()), plain)  # FixMatch on labelled batches only
+    assert plain.num_unlabelled == 0 and not plain.unlabelled_indices
     with pytest.raises(ValueError, match="strong view would equal"):
         datamodule(tmp_path, strong=None, token_dropout=0.0)
     with pytest.raises(ValueError, match="pad them to one length"):
@@ -121,7 +130,7 @@ def test_bad_input_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("method", [FixMatch, FlexMatch])
 def test_fixmatch_and_flexmatch_train_on_text(tmp_path, method):
-    dm = datamodule(tmp_path, unlabelled_indices=method is FlexMatch)
+    dm = datamodule(tmp_path, indices=method is FlexMatch)
     model = method(bilstm(), threshold=0.0, ema_decay=0.9)
     before = [p.detach().clone() for p in model.backbone.parameters()]
     trainer = pl.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_progress_bar=False,
@@ -147,7 +156,7 @@ def test_lambda_u_zero_trains_like_the_supervised_classifier_on_the_same_labelle
     batches = list(dm.train_dataloader())[:4]
     labelled = list(dm.train_dataloader().iterables["labelled"])[:4]  # the labelled loader alone, own padding
     for (batch, *_), plain in zip(batches, labelled, strict=True):
-        views = (dm.training_views(batch), plain)
+        views = (training_views(dm, batch), plain)
         for model, opt, step_batch in zip((fixmatch, supervised), optimizers, views, strict=True):
             opt.zero_grad()
             model.training_step(step_batch, 0).backward()
@@ -157,5 +166,5 @@ def test_lambda_u_zero_trains_like_the_supervised_classifier_on_the_same_labelle
     assert any(not torch.allclose(p, q) for p, q in zip(initial, fixmatch.backbone.parameters(), strict=True))
     with_u = FixMatch(bilstm(), lambda_u=1.0, threshold=0.0, ema_decay=None)
     with_u.backbone.load_state_dict(supervised.backbone.state_dict())
-    batch = dm.training_views(batches[0][0])
+    batch = training_views(dm, batches[0][0])
     assert not torch.allclose(with_u.training_step(batch, 0), supervised.training_step(batch["labelled"], 0))

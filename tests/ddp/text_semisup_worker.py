@@ -31,7 +31,7 @@ class Seen(pl.Callback):
 
 def main(out: Path) -> None:
     from ssl_lightning.data.text import TextClassificationDataModule
-    from ssl_lightning.data.text.semisup import TextSemiSupervisedDataModule
+    from ssl_lightning.data.text.semisup import UnlabelledTextPool
     from ssl_lightning.data.text_augment import EDA
     from ssl_lightning.methods.flexmatch import FlexMatch
     from ssl_lightning.nets.bilstm import BiLSTMClassifier
@@ -44,11 +44,11 @@ def main(out: Path) -> None:
             [(f"a good film number {i}", "pos") if i % 2 else (f"a bad movie {i}", "neg") for i in range(40)]
         )
     pl.seed_everything(0)
-    source = TextClassificationDataModule(
-        train_file=str(train), batch_size=2, val_size=4, test_size=4, labels_per_class=2
-    )
     strong = EDA(alpha_sr=0.0, alpha_ri=0.2, alpha_rs=0.2, p_rd=0.2)
-    data = TextSemiSupervisedDataModule(source, mu=2, strong=strong, unlabelled_indices=True)
+    data = TextClassificationDataModule(
+        train_file=str(train), batch_size=2, val_size=4, test_size=4, labels_per_class=2,
+        unlabelled=UnlabelledTextPool(mu=2, strong=strong, indices=True),
+    )  # fmt: skip
     model = FlexMatch(BiLSTMClassifier(vocab_size=100, embed_dim=8, hidden_size=8), threshold=0.1)
     seen = Seen()
     trainer = pl.Trainer(

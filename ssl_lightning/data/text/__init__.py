@@ -5,7 +5,8 @@
 - :mod:`~ssl_lightning.data.text.dataset`: :class:`TextDataset`, the ``(epoch, index)`` keys of
   seeded augmentation, and :class:`TextCollator` (tokenize and pad a batch);
 - :mod:`~ssl_lightning.data.text.datamodule`: :class:`TextClassificationDataModule`;
-- :mod:`~ssl_lightning.data.text.semisup`: :class:`TextSemiSupervisedDataModule` (FixMatch's batches for text).
+- :mod:`~ssl_lightning.data.text.semisup`: :class:`UnlabelledTextPool` (the DataModule's ``unlabelled`` pool:
+  FixMatch's batches for text).
 
 Every name importable from ``ssl_lightning.data.text`` before it became a package still is.
 """
@@ -22,7 +23,7 @@ from ssl_lightning.data.text.reading import (
     read_text_file,
     sort_labels,
 )
-from ssl_lightning.data.text.semisup import TextSemiSupervisedDataModule
+from ssl_lightning.data.text.semisup import UnlabelledTextPool
 
 __all__ = [
     "EXTENSIONS",
@@ -33,7 +34,7 @@ __all__ = [
     "TextClassificationDataModule",
     "TextCollator",
     "TextDataset",
-    "TextSemiSupervisedDataModule",
+    "UnlabelledTextPool",
     "TextTable",
     "_label_value",
     "detect_format",

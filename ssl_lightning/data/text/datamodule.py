@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor
 from torch.utils.data import DataLoader
 
@@ -27,6 +28,7 @@ from ssl_lightning.data.labelled_pool import LabelledPoolMixin, Resample, Sample
 from ssl_lightning.data.splits import stratified_split
 from ssl_lightning.data.text.dataset import EpochKeys, TextCollator, TextDataset
 from ssl_lightning.data.text.reading import FileFormat, TextTable, read_hf_dataset, read_text_file, sort_labels
+from ssl_lightning.data.text.semisup import UnlabelledTextMixin, UnlabelledTextPool
 from ssl_lightning.data.text_augment import EDA
 from ssl_lightning.data.tokenize import HFTokenizer, Vocabulary, WordTokenizer, build_tokenizer
 from ssl_lightning.utils.hparams import save_plain_hyperparameters
@@ -34,7 +36,7 @@ from ssl_lightning.utils.hparams import save_plain_hyperparameters
 log = logging.getLogger(__name__)
 
 
-class TextClassificationDataModule(LabelledPoolMixin, pl.LightningDataModule):
+class TextClassificationDataModule(LabelledPoolMixin, UnlabelledTextMixin, pl.LightningDataModule):
     """Text classification from CSV/TSV/JSONL files or a Hugging Face dataset.
 
     Splits: ``train_file`` is required (or ``hf_dataset``). Without ``test_file`` a seeded
@@ -106,6 +108,9 @@ class TextClassificationDataModule(LabelledPoolMixin, pl.LightningDataModule):
         resample: ``oversample`` / ``undersample`` the labelled set to balanced classes (see ``ImageDataModule``).
         sampler: ``random``, ``weighted`` or ``class_balanced`` training batches (see ``ImageDataModule``).
         save_subset: write the chosen labelled indices, with the pool fingerprint, to this subset file.
+        unlabelled: an unlabelled pool with weak/strong views
+            (:class:`~ssl_lightning.data.text.semisup.UnlabelledTextPool`): training batches become
+            FixMatch's ``{"labelled": ..., "unlabelled": ...}``; ``None`` for plain labelled batches.
     """
 
     def __init__(
@@ -141,9 +146,10 @@ class TextClassificationDataModule(LabelledPoolMixin, pl.LightningDataModule):
         resample: Resample = "none",
         sampler: SamplerName = "random",
         save_subset: str | None = None,
+        unlabelled: UnlabelledTextPool | None = None,
     ) -> None:
         super().__init__()
-        save_plain_hyperparameters(self, ["augment"])  # type: ignore[arg-type]
+        save_plain_hyperparameters(self, ["augment", "unlabelled"])  # type: ignore[arg-type]
         if train_file is None and hf_dataset is None:
             raise ValueError("Give train_file (CSV/TSV/JSONL) or hf_dataset (a Hugging Face dataset name).")
         self.train_file = train_file
@@ -163,6 +169,7 @@ class TextClassificationDataModule(LabelledPoolMixin, pl.LightningDataModule):
         self.vocab_source = vocab_source
         self.vocabulary_file = vocabulary_file
         self.augment = augment
+        self.unlabelled = unlabelled
         self.val_size = val_size
         self.test_size = test_size
         self.train_pool = train_pool
@@ -247,6 +254,8 @@ class TextClassificationDataModule(LabelledPoolMixin, pl.LightningDataModule):
         if self.predict_file is not None:
             self.datasets["predict"] = self._predict_dataset(self._read(self.predict_file, "predict", False))
         self._build_tokenizer()
+        if self.unlabelled is not None:
+            self.unlabelled.build(self)  # reads an unlabelled file now: its errors come at setup
         log.info(
             "%s: %d labelled / %d training texts, %d val, %d test, %d classes; labelled per class: %s",
             type(self).__name__,
@@ -356,8 +365,10 @@ class TextClassificationDataModule(LabelledPoolMixin, pl.LightningDataModule):
 
     _loader = eval_dataloader  # the old private name (selection/embeddings.py)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | CombinedLoader:
         self.setup()  # no-op after the first call; lets the loaders be used outside a Trainer
+        if self.unlabelled is not None:
+            return self.unlabelled.train_dataloader(self, self._collator())
         dataset = self.datasets[self.train_pool]
         index = {name: i for i, name in enumerate(self.class_names)}
         labels = torch.tensor([index[label] for label in dataset.labels], dtype=torch.long)

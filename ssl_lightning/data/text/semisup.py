@@ -1,11 +1,12 @@
-"""Semi-supervised text: FixMatch's paired labelled/unlabelled batches for a text DataModule.
+"""Semi-supervised text: FixMatch's paired labelled/unlabelled batches for the text DataModule.
 
-:class:`TextSemiSupervisedDataModule` wraps a
-:class:`~ssl_lightning.data.text.TextClassificationDataModule` (the *source*, which keeps owning
-the splits, the labelled subset, the tokenizer and the val/test loaders) and yields the batch
-structure that :class:`~ssl_lightning.methods.fixmatch.FixMatch` and its subclasses train on, as
-:class:`~ssl_lightning.data.semisup.SemiSupervisedDataModule` does for images. The methods do not
-know the modality: the batch's inputs are token dicts instead of image tensors.
+:class:`UnlabelledTextPool`, given to
+:class:`~ssl_lightning.data.text.TextClassificationDataModule` as ``unlabelled``, adds an
+unlabelled pool to it (every training text, or a file of texts) and makes its training batches
+the structure that :class:`~ssl_lightning.methods.fixmatch.FixMatch` and its subclasses train on,
+as :class:`~ssl_lightning.data.semisup.SemiSupervisedDataModule` does for images; the DataModule
+keeps owning the splits, the labelled subset, the tokenizer and the val/test loaders. The methods
+do not know the modality: the batch's inputs are token dicts instead of image tensors.
 
 Text cannot be augmented on the device, so both views are made on the CPU, per text, in the
 dataset (EDA, :mod:`~ssl_lightning.data.text_augment`) and the collator (token dropout), each from
@@ -23,20 +24,22 @@ from __future__ import annotations
 import logging
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ssl_lightning.data.resumable import resumable_loader
 from ssl_lightning.data.samplers import EpochSeededSampler, RepeatedSeededSampler
-from ssl_lightning.data.text.datamodule import TextClassificationDataModule
 from ssl_lightning.data.text.dataset import EpochKeys, TextCollator, TextDataset
 from ssl_lightning.data.text.reading import FileFormat, read_text_file
 from ssl_lightning.data.text_augment import EDA
 from ssl_lightning.data.tokenize import HFTokenizer, Vocabulary, WordTokenizer, word_tokenize
-from ssl_lightning.data.wrapper import WrappedDataModule
+
+if TYPE_CHECKING:
+    from ssl_lightning.data.text.datamodule import TextClassificationDataModule
 
 log = logging.getLogger(__name__)
 
@@ -193,68 +196,69 @@ def pad_to_length(inputs: dict[str, Tensor], length: int, pad_id: int) -> dict[s
     return padded
 
 
-class TextSemiSupervisedDataModule(WrappedDataModule):
-    """Labelled and unlabelled text batches side by side for FixMatch-style training (Sohn et al. 2020).
+class UnlabelledTextPool:
+    """The unlabelled side of semi-supervised text: the pool, its weak/strong views and FixMatch's batches.
 
-    Each training step gets a dict (Lightning's ``CombinedLoader``, ``max_size_cycle``)::
+    Given to :class:`~ssl_lightning.data.text.TextClassificationDataModule` as ``unlabelled``, it
+    turns the DataModule's training batches into the structure that
+    :class:`~ssl_lightning.methods.fixmatch.FixMatch` and its subclasses train on (Lightning's
+    ``CombinedLoader``, ``max_size_cycle``)::
 
         {"labelled":   (inputs, y: long[B]),
          "unlabelled": (weak_inputs, strong_inputs, y: long[M][, index: long[M]])}
 
     with ``inputs = {"input_ids": long[., L], "attention_mask": long[., L], "lengths": long[.]}``,
     all three padded (on the device) to one length ``L`` so that FixMatch's single forward pass
-    can concatenate them; ``B`` is the source's ``batch_size`` and ``M = mu * B``. The labelled texts
-    get the weak view. The unlabelled pool is every training text of the source (labelled ones
-    included, as in FixMatch), or the texts of ``unlabelled_file``. The unlabelled ``y`` are the
-    true labels where known (``-1`` otherwise), only for logging pseudo-label accuracy; with
-    ``unlabelled_indices`` each text's position in the pool (``0..num_unlabelled-1``) is appended
-    (FlexMatch). An epoch is one pass over the pool. Views are made on the CPU, seeded by
-    ``(seed, epoch, index)``: weak = ``weak`` EDA (default none), strong = ``strong`` EDA applied
-    ``strong_ops`` times, then token dropout (``token_dropout``; masked tokens become ``[MASK]``,
-    or ``<unk>`` for the word tokenizer). Back-translation is not available offline.
-    The source's own ``augment`` and ``sampler`` do not apply to these batches; val/test batches are the source's.
+    can concatenate them; ``B`` is the DataModule's ``batch_size`` and ``M = mu * B``. The labelled
+    texts get the weak view. The pool is every training text of the DataModule (labelled ones
+    included, as in FixMatch), or the texts of ``file``. The unlabelled ``y`` are the true labels
+    where known (``-1`` otherwise), only for logging pseudo-label accuracy; with ``indices`` each
+    text's position in the pool (``0..num_unlabelled-1``) is appended (FlexMatch). An epoch is one
+    pass over the pool. Views are made on the CPU, seeded by ``(seed, epoch, index)``: weak =
+    ``weak`` EDA (default none), strong = ``strong`` EDA applied ``strong_ops`` times, then token
+    dropout (``token_dropout``; masked tokens become ``[MASK]``, or ``<unk>`` for the word
+    tokenizer). Back-translation is not available offline. The DataModule's own ``augment``,
+    ``sampler`` and ``train_pool`` do not apply to these batches; val/test batches are unchanged.
+
+    It lives in the DataModule (not a wrapper around it, as images' ``SemiSupervisedDataModule``)
+    so that a semi-supervised text config takes the same ``--data.init_args.train_file`` /
+    ``test_file`` / ``labels_per_class`` as every text config.
 
     Example config::
 
         data:
-          class_path: ssl_lightning.data.text.semisup.TextSemiSupervisedDataModule
+          class_path: ssl_lightning.data.text.TextClassificationDataModule
           init_args:
-            source:
-              class_path: ssl_lightning.data.text.TextClassificationDataModule
-              init_args: {train_file: train.csv, tokenizer: word, labels_per_class: 8, batch_size: 8}
-            mu: 4
-            strong: {alpha_sr: 0.0, alpha_ri: 0.2, alpha_rs: 0.2, p_rd: 0.2}
-            token_dropout: 0.1
+            train_file: train.csv
+            tokenizer: word
+            labels_per_class: 8
+            batch_size: 8
+            unlabelled:
+              mu: 4
+              strong: {alpha_sr: 0.0, alpha_ri: 0.2, alpha_rs: 0.2, p_rd: 0.2}
+              token_dropout: 0.1
 
     Args:
-        source: the text DataModule that owns the splits (its ``batch_size`` is the labelled batch size).
         mu: unlabelled texts per labelled text in a step (FixMatch's mu).
         weak: EDA of the weak view (and of the labelled texts); ``None`` leaves them as they are.
         strong: EDA of the strong view; ``None`` leaves only token dropout.
         strong_ops: EDA operations applied one after another in the strong view.
         token_dropout: probability of masking each (non-special) token of the strong view.
-        unlabelled_file: read the unlabelled pool from this CSV/TSV/JSONL (``text_column`` of the
-            source) or ``.txt`` file (one text a line) instead of the training texts; no labels needed.
-        unlabelled_indices: add each unlabelled text's index in the pool to its batch (FlexMatch needs it).
+        file: read the pool from this CSV/TSV/JSONL (the DataModule's ``text_column``) or ``.txt``
+            file (one text a line) instead of the training texts; no labels needed.
+        indices: add each unlabelled text's index in the pool to its batch (FlexMatch needs it).
     """
 
     def __init__(
         self,
-        source: TextClassificationDataModule,
         mu: int = 7,
         weak: EDA | None = None,
         strong: EDA | None = None,
         strong_ops: int = 2,
         token_dropout: float = 0.1,
-        unlabelled_file: str | None = None,
-        unlabelled_indices: bool = False,
+        file: str | None = None,
+        indices: bool = False,
     ) -> None:
-        if not isinstance(source, TextClassificationDataModule):
-            raise ValueError(
-                f"source must be a TextClassificationDataModule, got {type(source).__name__}; "
-                f"for images use ssl_lightning.data.semisup.SemiSupervisedDataModule."
-            )
-        super().__init__(source)
         if mu < 1:
             raise ValueError(f"mu (unlabelled texts per labelled text) must be >= 1, got {mu}")
         if strong_ops < 1:
@@ -268,80 +272,91 @@ class TextSemiSupervisedDataModule(WrappedDataModule):
         self.strong = strong
         self.strong_ops = strong_ops
         self.token_dropout = token_dropout
-        self.unlabelled_file = unlabelled_file
-        self.unlabelled_indices = unlabelled_indices
-        self._pool: UnlabelledTextViews | None = None
+        self.file = file
+        self.indices = indices
+        self.views: UnlabelledTextViews | None = None
 
-    def setup(self, stage: str | None = None) -> None:
-        super().setup(stage)
-        if self._pool is not None or "all" not in self.source.datasets:
-            return
-        if self.unlabelled_file is not None:
-            texts = read_unlabelled_texts(self.unlabelled_file, self.source.text_column, self.source.file_format)
+    def build(self, data: TextClassificationDataModule) -> UnlabelledTextViews:
+        """The pool's views for ``data`` (set up): read ``file`` or take the training texts (once)."""
+        if self.views is not None:
+            return self.views
+        if self.file is not None:
+            texts = read_unlabelled_texts(self.file, data.text_column, data.file_format)
             labels: list[str | None] = [None] * len(texts)
         else:
-            texts, labels = self.source.datasets["all"].texts, self.source.datasets["all"].labels
-        self._pool = UnlabelledTextViews(texts, labels, self.weak, self.strong, self.strong_ops, self.seed + 1)
-        known = self._known_words(texts)
+            texts, labels = data.datasets["all"].texts, data.datasets["all"].labels
+        self.views = UnlabelledTextViews(texts, labels, self.weak, self.strong, self.strong_ops, data.seed + 1)
+        known = known_words(texts, data.tokenizer)
         for eda in (self.weak, self.strong):
             if eda is not None and not eda.known_words:
                 eda.known_words = known  # random insertion draws from these when a word has no synonym
-        log.info("%s: %d unlabelled texts", type(self).__name__, len(texts))
+        log.info("%d unlabelled texts", len(texts))
+        return self.views
 
-    def _known_words(self, texts: list[str]) -> list[str]:
-        tokenizer = self.source.tokenizer
-        if isinstance(tokenizer, WordTokenizer):
-            return tokenizer.vocabulary.itos[2:]
-        counts: dict[str, int] = {}
-        for text in texts:
-            for word in word_tokenize(text):
-                counts[word] = counts.get(word, 0) + 1
-        return sorted(word for word, count in counts.items() if count >= 2)
+    def train_dataloader(self, data: TextClassificationDataModule, collate: TextCollator) -> CombinedLoader:
+        """Labelled and unlabelled loaders of ``data`` side by side (an epoch is one pass over the pool)."""
+        pool = self.build(data)
+        assert data.tokenizer is not None
+        batch_size = data.batch_size
+        dropout = TokenDropout.for_tokenizer(self.token_dropout, data.tokenizer)
+        sampler = EpochKeys(EpochSeededSampler(len(pool), data.seed + 1))
+        unlabelled = resumable_loader(
+            pool, self.mu * batch_size, sampler, UnlabelledCollator(collate, dropout, data.seed + 1), data.num_workers
+        )
+        steps = len(unlabelled)
+        source = data.datasets["labelled"]
+        labelled_set = TextDataset(source.texts, source.labels, self.weak, data.seed)
+        sampler = EpochKeys(RepeatedSeededSampler(len(labelled_set), steps * batch_size, data.seed))
+        labelled = resumable_loader(labelled_set, batch_size, sampler, collate, data.num_workers)
+        return CombinedLoader({"labelled": labelled, "unlabelled": unlabelled}, mode="max_size_cycle")
+
+    def training_views(self, batch: dict[str, Any], pad_id: int) -> dict[str, tuple[Any, ...]]:
+        """Pad the labelled, weak and strong token batches to one length (FixMatch concatenates them)."""
+        (x, y), (weak, strong, y_u, index) = batch["labelled"], batch["unlabelled"]
+        length = max(inputs["input_ids"].shape[1] for inputs in (x, weak, strong))
+        x, weak, strong = (pad_to_length(inputs, length, pad_id) for inputs in (x, weak, strong))
+        unlabelled = (weak, strong, y_u, index) if self.indices else (weak, strong, y_u)
+        return {"labelled": (x, y), "unlabelled": unlabelled}
+
+
+class UnlabelledTextMixin:
+    """The text DataModule's members for its ``unlabelled`` pool (the ``UnlabelledPoolData`` contract).
+
+    The host sets ``unlabelled`` (an :class:`UnlabelledTextPool` or ``None``) and has ``setup``,
+    ``tokenizer`` and ``trainer``; its ``train_dataloader`` returns the pool's loader when set.
+    """
+
+    unlabelled: UnlabelledTextPool | None
+    tokenizer: WordTokenizer | HFTokenizer | None
+    trainer: Any
 
     @property
     def num_unlabelled(self) -> int:
-        """Texts in the unlabelled pool (runs ``setup`` if needed)."""
-        if self._pool is None:
-            self.setup("fit")
-        assert self._pool is not None
-        return len(self._pool)
+        """Texts in the unlabelled pool (0 without ``unlabelled``); runs ``setup`` if needed."""
+        if self.unlabelled is None:
+            return 0
+        self.setup("fit")  # type: ignore[attr-defined]
+        return len(self.unlabelled.build(self))  # type: ignore[arg-type]
 
-    def train_dataloader(self) -> CombinedLoader:
-        self.setup("fit")
-        assert self._pool is not None and self.source.tokenizer is not None
-        collate = self.source._collator()
-        pool = self._pool
-        batch_size = self.source.batch_size
-        dropout = TokenDropout.for_tokenizer(self.token_dropout, self.source.tokenizer)
-        sampler = EpochKeys(EpochSeededSampler(len(pool), self.seed + 1))
-        unlabelled = self._train_loader(
-            pool, self.mu * batch_size, sampler, UnlabelledCollator(collate, dropout, self.seed + 1)
-        )
-        steps = len(unlabelled)
-        source = self.source.datasets["labelled"]
-        labelled_set = TextDataset(source.texts, source.labels, self.weak, self.seed)
-        sampler = EpochKeys(RepeatedSeededSampler(len(labelled_set), steps * batch_size, self.seed))
-        labelled = self._train_loader(labelled_set, batch_size, sampler, collate)
-        return CombinedLoader({"labelled": labelled, "unlabelled": unlabelled}, mode="max_size_cycle")
+    @property
+    def unlabelled_indices(self) -> bool:
+        """Whether unlabelled batches carry each text's index in the pool (``unlabelled.indices``)."""
+        return self.unlabelled is not None and self.unlabelled.indices
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self.trainer is not None and self.trainer.training:
-            return self.training_views(batch)
+        """Training batches of the pool: pad labelled, weak and strong tokens to one length; others unchanged."""
+        if self.unlabelled is not None and self.trainer is not None and self.trainer.training:
+            assert self.tokenizer is not None
+            return self.unlabelled.training_views(batch, self.tokenizer.pad_id)
         return batch
 
-    def training_views(self, batch: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
-        """Pad the labelled, weak and strong token batches to one length (FixMatch concatenates them)."""
-        (x, y), (weak, strong, y_u, index) = batch["labelled"], batch["unlabelled"]
-        assert self.source.tokenizer is not None
-        pad_id = self.source.tokenizer.pad_id
-        length = max(inputs["input_ids"].shape[1] for inputs in (x, weak, strong))
-        x, weak, strong = (pad_to_length(inputs, length, pad_id) for inputs in (x, weak, strong))
-        unlabelled = (weak, strong, y_u, index) if self.unlabelled_indices else (weak, strong, y_u)
-        return {"labelled": (x, y), "unlabelled": unlabelled}
 
-    def state_dict(self) -> dict[str, Any]:
-        return self.source.state_dict()  # the label map and vocabulary, for predict from a checkpoint
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if state_dict:
-            self.source.load_state_dict(state_dict)
+def known_words(texts: list[str], tokenizer: WordTokenizer | HFTokenizer | None) -> list[str]:
+    """Words random insertion may draw: the word vocabulary, else the pool's words seen at least twice."""
+    if isinstance(tokenizer, WordTokenizer):
+        return tokenizer.vocabulary.itos[2:]
+    counts: dict[str, int] = {}
+    for text in texts:
+        for word in word_tokenize(text):
+            counts[word] = counts.get(word, 0) + 1
+    return sorted(word for word, count in counts.items() if count >= 2)
