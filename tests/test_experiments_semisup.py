@@ -22,6 +22,7 @@ CIFAR = [
     EXPERIMENTS / "semisup" / "softmatch_cifar10_250_conv4.yaml",
     EXPERIMENTS / "pretrain" / "simclr_cifar10.yaml",
     *(EXPERIMENTS / "pretrain" / f"{method}_cifar10.yaml" for method in ("byol", "moco", "dino")),
+    EXPERIMENTS / "pretrain" / "dino_multicrop_cifar10.yaml",
 ]
 MOMENTUM_DIGITS = ["byol", "moco", "dino"]  # experiments/pretrain/<method>_digits.yaml
 # the tiny CIFAR-10 has 10 training images per class: hold out 20, label 2 per class

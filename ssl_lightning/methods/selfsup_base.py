@@ -139,18 +139,30 @@ class SelfSupervisedModule(EncoderExport, OptimizerFromCallables):
         """The method's loss on two views ``x1, x2: float[B, C, H, W]`` of the same images -> scalar."""
         raise NotImplementedError
 
+    #: whether :meth:`multi_crop_loss` is implemented (the data's ``local_crops`` are refused otherwise)
+    takes_local_views = False
+
+    def multi_crop_loss(self, x1: Tensor, x2: Tensor, local: Tensor) -> Tensor:
+        """The loss with multi-crop's local views ``local: float[V, B, C, s, s]`` too (methods that take them)."""
+        raise NotImplementedError
+
     def two_views(self, batch: Any) -> tuple[Tensor, Tensor]:
-        """``(x1, x2, y)`` -> ``(x1, x2)``, or a clear error for batches that are not two views."""
-        if not isinstance(batch, list | tuple) or len(batch) != 3:
+        """``(x1, x2, y[, local])`` -> ``(x1, x2)``, or a clear error for batches that are not two views."""
+        if not isinstance(batch, list | tuple) or len(batch) not in (3, 4):
             raise ValueError(
                 f"{type(self).__name__} needs training batches (x1, x2, y) of two views; use data.class_path: "
-                "ssl_lightning.data.semisup.TwoViewDataModule."
+                "ssl_lightning.data.two_view.TwoViewDataModule."
+            )
+        if len(batch) == 4 and not self.takes_local_views:
+            raise ValueError(
+                f"{type(self).__name__} does not use multi-crop's local views; set data.init_args.local_crops: 0 "
+                "(DINO takes them)."
             )
         return batch[0], batch[1]
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x1, x2 = self.two_views(batch)
-        loss = self.pretraining_loss(x1, x2)
+        loss = self.pretraining_loss(x1, x2) if len(batch) == 3 else self.multi_crop_loss(x1, x2, batch[3])
         self.mean_loss.update(loss.detach(), weight=len(x1))
         self.log("train/loss", self.mean_loss, on_step=False, on_epoch=True, batch_size=len(x1))
         if logs_this_step(self):

@@ -224,24 +224,35 @@ class PadCrop(BatchAugmentation):
 
 
 class RandomResizedCrop(_PerSample):
-    """Crop a random box (area fraction ``scale``, aspect ``ratio``) and resize it to the full size.
+    """Crop a random box (area fraction ``scale``, aspect ``ratio``) and resize it to the full size, or to ``size``.
+
+    Shapes: ``float[B, C, H, W]`` -> ``float[B, C, H, W]`` (``size`` unset) or ``float[B, C, size, size]``
+    (multi-crop's small local views, Caron et al. 2020).
 
     Example config: ``{class_path: ssl_lightning.data.augment.RandomResizedCrop, init_args: {scale: [0.5, 1.0]}}``
 
     Args:
         scale: range of the box area as a fraction of the image area.
         ratio: range of the box aspect ratio (width / height), drawn log-uniformly.
-        p: probability per image.
+        p: probability per image (must be 1 with ``size``: every output has the new size).
+        size: output side in pixels; ``None`` keeps the input's height and width.
     """
 
     def __init__(
-        self, scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3), p: float = 1.0
+        self,
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        p: float = 1.0,
+        size: int | None = None,
     ) -> None:
         super().__init__(p)
         _check_range("scale", *scale, minimum=1e-6)
         _check_range("ratio", *ratio, minimum=1e-6)
+        if size is not None and (size < 1 or p < 1.0):
+            raise ValueError(f"RandomResizedCrop size must be >= 1 and needs p = 1 (all resized), got {size}, {p}")
         self.scale = tuple(scale)
         self.ratio = tuple(ratio)
+        self.size = size
 
     def apply(self, x: Tensor, generator: torch.Generator) -> Tensor:
         n = len(x)
@@ -257,5 +268,6 @@ class RandomResizedCrop(_PerSample):
         theta = torch.stack(
             [torch.stack([box_w, zeros, centre_x], -1), torch.stack([zeros, box_h, centre_y], -1)], dim=1
         )
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        shape = list(x.shape) if self.size is None else [n, x.shape[1], self.size, self.size]
+        grid = F.affine_grid(theta, shape, align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
